@@ -1,0 +1,401 @@
+//! The raw inventory, format version 1: serde types that mirror the YAML, with a
+//! span on every node a rule may point at. This is the only module that names the
+//! YAML crate.
+//!
+//! Leaves are kept as [`Scalar`]s, not as the Rust types they will become: a quoted
+//! `"80"` or a `yes` where a number or boolean belongs is then reported by
+//! validation at the exact node, together with every other error, instead of
+//! ending the parse at the first one. Structure (unknown fields, a list where a
+//! mapping belongs, duplicate keys, syntax) is checked here, and the first such
+//! error ends the parse.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Localizer, Location, MessageFormatter};
+
+use crate::diagnostic::Diagnostic;
+use crate::source::{Source, Span};
+
+/// Inventories larger than this are refused before parsing: even a 10,000-host
+/// fleet is a few megabytes.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A value with the span of the YAML node it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        Ok(Spanned {
+            value: spanned.value,
+            // Byte offsets are always known when parsing from a string, the only
+            // way this module parses.
+            span: byte_span(spanned.referenced).unwrap_or(Span::at(0)),
+        })
+    }
+}
+
+/// The byte span of a location, where the parser recorded byte offsets.
+fn byte_span(location: Location) -> Option<Span> {
+    let span = location.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    Some(Span::new(start, start.saturating_add(len)))
+}
+
+/// A YAML scalar as written, typed by the YAML 1.2 core schema: `80` is an
+/// integer, `"80"` a string, `yes` a string, `true` a boolean.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+}
+
+impl Scalar {
+    /// How the value is described in a type error: "string `80`", "integer `3`".
+    pub fn describe(&self) -> String {
+        match self {
+            Scalar::Null => "nothing (null)".to_owned(),
+            Scalar::Bool(b) => format!("boolean `{b}`"),
+            Scalar::Int(i) => format!("integer `{i}`"),
+            Scalar::Float(f) => format!("number `{f}`"),
+            Scalar::Str(s) => format!("string `{}`", s.escape_debug()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a single value (a string, number or boolean)")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Scalar, E> {
+                // Out of i128 range is out of every range we accept.
+                Ok(i128::try_from(v).map_or(Scalar::Float(f64::INFINITY), Scalar::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v))
+            }
+        }
+
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// A YAML mapping keyed by name, in file order, each key with its span.
+/// Duplicate keys never reach it: the parser rejects them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entries<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entries<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for EntriesVisitor<T> {
+            type Value = Entries<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<T>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Entries(entries))
+            }
+        }
+
+        deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}
+
+/// A YAML sequence whose items each keep their span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct List<T>(pub Vec<Spanned<T>>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+            type Value = List<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<T>, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(List(items))
+            }
+        }
+
+        deserializer.deserialize_seq(ListVisitor(PhantomData))
+    }
+}
+
+pub type Value = Spanned<Scalar>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub version: Option<Value>,
+    pub defaults: Option<Spanned<Defaults>>,
+    pub balancers: Option<Spanned<Entries<Spanned<Balancer>>>>,
+    pub backends: Option<Spanned<Entries<Spanned<Backend>>>>,
+    pub clusters: Option<Spanned<Entries<Spanned<Cluster>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub arp_ignore: Option<Value>,
+    pub arp_announce: Option<Value>,
+    pub vip_device: Option<Value>,
+    pub outputs: Option<Spanned<List<Scalar>>>,
+    pub scheduler: Option<Value>,
+    pub persistence: Option<Value>,
+    pub health: Option<Spanned<Health>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub kind: Option<Value>,
+    pub path: Option<Value>,
+    pub status: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Balancer {
+    pub engine: Option<Value>,
+    pub interface: Option<Value>,
+    pub address: Option<Value>,
+    pub address6: Option<Value>,
+    pub vrrp: Option<Spanned<Vrrp>>,
+    pub dispatcher: Option<Spanned<Dispatcher>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vrrp {
+    pub router_id: Option<Value>,
+    pub priority: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dispatcher {
+    pub separator: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub interface: Option<Value>,
+    pub address: Option<Value>,
+    pub address6: Option<Value>,
+    pub vip_device: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub id: Option<Value>,
+    pub address: Option<Value>,
+    pub balancers: Option<Spanned<List<Scalar>>>,
+    pub ports: Option<Spanned<List<Port>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub port: Option<Value>,
+    pub protocol: Option<Value>,
+    pub scheduler: Option<Value>,
+    pub persistence: Option<Value>,
+    pub health: Option<Spanned<Health>>,
+    pub backends: Option<Spanned<List<Scalar>>>,
+    pub weights: Option<Spanned<Entries<Value>>>,
+}
+
+/// Read and parse an inventory file. Every failure is one diagnostic; a file
+/// that cannot be read has no source to point into.
+pub fn load(path: &std::path::Path, display_name: &str) -> Result<Source, Diagnostic> {
+    use std::io::Read as _;
+
+    let cannot_read =
+        |e: std::io::Error| Diagnostic::file_error(format!("cannot read `{display_name}`: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    // Read one byte past the cap so that a file growing under us is caught too.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Diagnostic::file_error(format!(
+            "`{display_name}` is larger than {} MiB; an inventory is expected to be a few megabytes",
+            MAX_FILE_BYTES / 1024 / 1024
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+        let source = Source::new(display_name, prefix);
+        let at = source.line_col(valid);
+        Diagnostic::file_error(format!(
+            "`{display_name}` is not UTF-8 text: invalid byte at line {}, column {}",
+            at.line, at.column
+        ))
+    })?;
+    Ok(Source::new(display_name, text))
+}
+
+/// Parse the source into the raw inventory.
+pub fn parse(source: &Source) -> Result<Inventory, Diagnostic> {
+    let blank_or_comment = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    if source.text().lines().all(blank_or_comment) {
+        return Err(Diagnostic::error("the inventory is empty", Span::at(0))
+            .help("an inventory is a mapping that starts with `version: 1`"));
+    }
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            // Large enough for a 20 MB inventory, small enough to stop a runaway one.
+            max_events: 64_000_000,
+            max_nodes: 32_000_000,
+            // One is an inventory; the second is reported as such, not as a budget.
+            max_documents: 2,
+            max_depth: 64,
+        },
+        strict_booleans: true,
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Inventory>(source.text(), options)
+        .map_err(|e| error_diagnostic(source, &e))
+}
+
+/// Turn a parse error into a diagnostic at its location, in our own words where
+/// the library's are addressed to programmers.
+fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
+    use serde_saphyr::Error as E;
+
+    let error = error.without_snippet();
+    let message = match error {
+        E::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("duplicate key `{}`", key.escape_debug())
+        }
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_owned(),
+        E::MultipleDocuments { .. } => {
+            "the inventory holds more than one YAML document; dsrgen reads exactly one".to_owned()
+        }
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => format!(
+            "unknown field `{}`, expected one of {}",
+            field.escape_debug(),
+            expected
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        E::Budget { breach, .. } => budget_message(breach),
+        E::Unexpected { expected, .. } => match *expected {
+            "mapping start" => "expected a mapping (`key: value` lines)".to_owned(),
+            "sequence start" => "expected a list (`- item` lines or `[a, b]`)".to_owned(),
+            other => format!("expected {other}"),
+        },
+        _ => {
+            let formatter = serde_saphyr::DefaultMessageFormatter.with_localizer(&NoLocation);
+            formatter.format_message(error).into_owned()
+        }
+    };
+    let span = error
+        .location()
+        .filter(|l| *l != Location::UNKNOWN)
+        .map_or(Span::at(0), |l| location_span(source, l));
+    Diagnostic::error(message, span)
+}
+
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+
+    match breach {
+        B::Depth { .. } => "the inventory is nested more than 64 levels deep".to_owned(),
+        B::Aliases { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. } => {
+            "the inventory's aliases expand to too much data (an alias bomb?)".to_owned()
+        }
+        other => format!("the inventory is too large for dsrgen's parser limits ({other:?})"),
+    }
+}
+
+fn location_span(source: &Source, location: Location) -> Span {
+    if let Some(span) = byte_span(location) {
+        return span;
+    }
+    let span = location.span();
+    let line = usize::try_from(location.line()).unwrap_or(usize::MAX);
+    let column = usize::try_from(location.column()).unwrap_or(usize::MAX);
+    let start = source.offset_of(line, column);
+    let len = usize::try_from(span.len()).unwrap_or(0);
+    Span::new(start, source.advance_chars(start, len))
+}
+
+/// Our diagnostics place the location themselves; the library must not append
+/// "at line X, column Y" to its messages.
+struct NoLocation;
+
+impl Localizer for NoLocation {
+    fn attach_location<'a>(&self, base: Cow<'a, str>, _location: Location) -> Cow<'a, str> {
+        base
+    }
+}

@@ -1,0 +1,7 @@
+//! The `dsrgen` binary: everything happens in [`dsrgen::run`].
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    dsrgen::run(std::env::args_os())
+}

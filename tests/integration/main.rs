@@ -1,0 +1,6 @@
+//! dsrgen's integration tests, one binary: golden files, the command line, and
+//! hostile input. Every test runs the real `dsrgen` binary.
+
+mod cli;
+mod golden;
+mod support;

@@ -1,0 +1,198 @@
+//! A small builder over the real binary, and golden-file comparison with
+//! `DSRGEN_BLESS=1`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root: fixtures and golden files are found from here.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `dsrgen` with arguments, run in the repository root.
+#[derive(Debug, Default)]
+pub struct Test {
+    args: Vec<OsString>,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: Into<OsString>>(mut self, args: impl IntoIterator<Item = I>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn run(self) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_dsrgen"))
+            .args(&self.args)
+            .current_dir(root())
+            .output()
+            .expect("dsrgen runs");
+        Output {
+            args: self.args,
+            code: output.status.code(),
+            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Output {
+    args: Vec<OsString>,
+    /// `None` when killed by a signal, which is always a failure here.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(self.code, Some(expected), "exit code of {self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {self}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}: {self}"
+        );
+        self
+    }
+
+    /// The number of `error:` headlines, not counting the summary line.
+    pub fn error_count(&self) -> usize {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .count()
+            .saturating_sub(1)
+    }
+
+    /// The run as one text: command, exit code, stdout, stderr.
+    pub fn transcript(&self) -> String {
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let code = self
+            .code
+            .map_or_else(|| "killed by a signal".to_owned(), |c| c.to_string());
+        format!(
+            "$ dsrgen {}\nexit code {code}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.transcript())
+    }
+}
+
+fn blessing() -> bool {
+    let bless = std::env::var_os("DSRGEN_BLESS").is_some_and(|v| v == "1");
+    assert!(
+        !(bless && std::env::var_os("CI").is_some()),
+        "DSRGEN_BLESS=1 is refused under CI: golden files change only in a reviewed commit"
+    );
+    bless
+}
+
+/// Compare `actual` with the golden file at `path` (relative to the root), or
+/// rewrite it under `DSRGEN_BLESS=1`. A mismatch is described in `failures`.
+pub fn golden(path: &Path, actual: &str, failures: &mut Vec<String>) {
+    let full = root().join(path);
+    if blessing() {
+        std::fs::create_dir_all(full.parent().expect("golden files live in folders"))
+            .expect("create golden folder");
+        std::fs::write(&full, actual).expect("write golden file");
+        return;
+    }
+    let expected = match std::fs::read_to_string(&full) {
+        Ok(text) => text,
+        Err(e) => {
+            failures.push(format!(
+                "{}: cannot read golden file ({e}); run `DSRGEN_BLESS=1 cargo test` to create it",
+                path.display()
+            ));
+            return;
+        }
+    };
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(&expected, actual)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{} (expected)", path.display()), "actual")
+            .to_string();
+        failures.push(format!(
+            "{} differs:\n{diff}\nIf the new output is right, run `DSRGEN_BLESS=1 cargo test` and review the change.",
+            path.display()
+        ));
+    }
+}
+
+/// Golden files in `dir` whose fixture is gone fail the test: stale files rot.
+pub fn stale_goldens(dir: &Path, wanted: &[PathBuf], failures: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(root().join(dir)) else {
+        return;
+    };
+    for entry in entries {
+        let path = dir.join(entry.expect("read golden folder").file_name());
+        if !wanted.contains(&path) {
+            if blessing() {
+                std::fs::remove_file(root().join(&path)).expect("remove stale golden file");
+            } else {
+                failures.push(format!(
+                    "{}: golden file without a fixture; delete it or bless with DSRGEN_BLESS=1",
+                    path.display()
+                ));
+            }
+        }
+    }
+}
+
+/// The `.yaml` files of a folder of the repository, sorted.
+pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+        .map(|e| Path::new(dir).join(e.expect("read folder").file_name()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[track_caller]
+pub fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} golden mismatch(es):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
