@@ -313,6 +313,12 @@ pub fn parse(source: &Source) -> Result<Inventory, Diagnostic> {
             max_documents: 2,
             max_depth: 64,
         },
+        alias_limits: serde_saphyr::alias_limits! {
+            // Every alias use replays its anchor's events. Half a million is ten
+            // times what a 10,000-backend inventory built on aliases needs, and
+            // parses in well under a second.
+            max_total_replayed_events: 500_000,
+        },
         strict_booleans: true,
         with_snippet: false,
     };
@@ -325,7 +331,12 @@ pub fn parse(source: &Source) -> Result<Inventory, Diagnostic> {
 fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
     use serde_saphyr::Error as E;
 
-    let error = error.without_snippet();
+    let location = error.location();
+    // Errors met while replaying an alias come wrapped; the wording is inside.
+    let mut error = error;
+    while let E::AliasError { error: inner, .. } | E::WithSnippet { error: inner, .. } = error {
+        error = inner;
+    }
     let message = match error {
         E::DuplicateMappingKey { key: Some(key), .. } => {
             format!("duplicate key `{}`", key.escape_debug())
@@ -346,6 +357,10 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
                 .join(", ")
         ),
         E::Budget { breach, .. } => budget_message(breach),
+        E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => ALIAS_BOMB.to_owned(),
         E::Unexpected { expected, .. } => match *expected {
             "mapping start" => "expected a mapping (`key: value` lines)".to_owned(),
             "sequence start" => "expected a list (`- item` lines or `[a, b]`)".to_owned(),
@@ -356,12 +371,14 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
             formatter.format_message(error).into_owned()
         }
     };
-    let span = error
-        .location()
+    let span = location
+        .or_else(|| error.location())
         .filter(|l| *l != Location::UNKNOWN)
         .map_or(Span::at(0), |l| location_span(source, l));
     Diagnostic::error(message, span)
 }
+
+const ALIAS_BOMB: &str = "the inventory's aliases expand to too much data (an alias bomb?)";
 
 fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
     use serde_saphyr::budget::BudgetBreach as B;
@@ -371,9 +388,7 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
         B::Aliases { .. }
         | B::AliasAnchorRatio { .. }
         | B::RecordedAnchorEvents { .. }
-        | B::RecordedAnchorBytes { .. } => {
-            "the inventory's aliases expand to too much data (an alias bomb?)".to_owned()
-        }
+        | B::RecordedAnchorBytes { .. } => ALIAS_BOMB.to_owned(),
         other => format!("the inventory is too large for dsrgen's parser limits ({other:?})"),
     }
 }

@@ -128,22 +128,27 @@ fn deep_block_nesting_is_refused() {
 
 #[test]
 fn alias_bombs_are_refused() {
-    // Ten aliases per level, nine levels: a billion strings if expanded.
-    let mut text = String::from("version: 1\nbomb0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-    for level in 1..10 {
+    // Nine levels of ten aliases each: a billion strings if expanded.
+    let mut nested = String::from("version: 1\nbomb0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    nested.extend((1..10).map(|level| {
         let refs = vec![format!("*a{}", level - 1); 10].join(", ");
-        text.push_str(&format!("bomb{level}: &a{level} [{refs}]\n"));
-    }
-    // Inside a real field, so that it is expanded, not rejected as unknown.
-    let mut in_field = String::from(
-        "version: 1\ndefaults:\n  outputs: &a0 [x, x, x, x, x, x, x, x, x, x]\nclusters:\n",
+        format!("bomb{level}: &a{level} [{refs}]\n")
+    }));
+    one_clear_error("bomb-nested", nested.as_bytes(), "error: ");
+
+    // Wide, and shaped like the schema so that it is really expanded: a list of
+    // 5,000 names used as the backends of 5,000 ports is 25 million scalars
+    // from a 200 kB file.
+    let names = vec!["web"; 5_000].join(", ");
+    let mut wide = format!(
+        "version: 1\nclusters:\n  c:\n    ports:\n      - port: 1\n        backends: &all [{names}]\n"
     );
-    for level in 1..10 {
-        let refs = vec![format!("*a{}", level - 1); 10].join(", ");
-        in_field.push_str(&format!("  c{level}: &a{level} [{refs}]\n"));
-    }
-    one_clear_error("bomb-top", text.as_bytes(), "error: ");
-    one_clear_error("bomb-field", in_field.as_bytes(), "error: ");
+    wide.extend((2..=5_000).map(|port| format!("      - port: {port}\n        backends: *all\n")));
+    one_clear_error(
+        "bomb-wide",
+        wide.as_bytes(),
+        "aliases expand to too much data",
+    );
 }
 
 #[test]
