@@ -3,7 +3,7 @@
 //! subnets, duplicates, labels). Errors never stop the walk: a user fixing an
 //! inventory in review wants the whole list.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
@@ -679,21 +679,27 @@ struct ClusterPass<'v, 'a> {
     ids: HashMap<u16, (Name, Span)>,
     addresses: HashMap<IpAddr, (Name, Span)>,
     host_addresses: HashMap<IpAddr, (String, Span)>,
-    /// Which clusters each balancer and backend serves (by index).
-    balancer_clusters: Vec<Vec<(ClusterId, Name, IpAddr)>>,
-    backend_clusters: Vec<BTreeSet<(ClusterId, Name, IpAddr)>>,
+    served: Served,
     /// Hosts some cluster refers to, valid or not: the others serve nothing.
     balancer_used: Vec<bool>,
     backend_used: Vec<bool>,
-    /// Label and L2 problems already reported, so each is said once.
-    reported: BTreeSet<(String, usize)>,
+    /// The cluster being checked, by the offset of its key: it tells the
+    /// clusters apart in `reported`.
+    cluster: usize,
+    /// Per-backend problems already reported in a cluster, so that a backend
+    /// listed on several ports hears of each once: (cluster, backend, balancer
+    /// or `usize::MAX` for "no address6").
+    reported: HashSet<(usize, usize, usize)>,
 }
 
-/// Per cluster: which balancer and backend indexes serve it.
-type Served = (
-    Vec<Vec<(ClusterId, Name, IpAddr)>>,
-    Vec<BTreeSet<(ClusterId, Name, IpAddr)>>,
-);
+/// Which valid clusters each balancer and backend serves.
+struct Served {
+    /// Clusters with a valid id and address; the others are indexed here.
+    clusters: Vec<(ClusterId, Name, IpAddr)>,
+    /// Per balancer and per backend (by index): indexes into `clusters`.
+    balancers: Vec<Vec<usize>>,
+    backends: Vec<Vec<usize>>,
+}
 
 impl<'v, 'a> ClusterPass<'v, 'a> {
     fn new(
@@ -726,16 +732,31 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             ids: HashMap::new(),
             addresses: HashMap::new(),
             host_addresses,
-            balancer_clusters: vec![Vec::new(); balancers.len()],
-            backend_clusters: vec![BTreeSet::new(); backends.len()],
+            served: Served {
+                clusters: Vec::new(),
+                balancers: vec![Vec::new(); balancers.len()],
+                backends: vec![Vec::new(); backends.len()],
+            },
             balancer_used: vec![false; balancers.len()],
             backend_used: vec![false; backends.len()],
-            reported: BTreeSet::new(),
+            cluster: 0,
+            reported: HashSet::new(),
         }
     }
 
+    /// What each host serves, each cluster once, in id order.
     fn finish(self) -> Served {
-        (self.balancer_clusters, self.backend_clusters)
+        let mut served = self.served;
+        let clusters = &served.clusters;
+        for list in served
+            .balancers
+            .iter_mut()
+            .chain(served.backends.iter_mut())
+        {
+            list.sort_unstable_by_key(|&c| clusters[c].0);
+            list.dedup();
+        }
+        served
     }
 
     fn cluster(
@@ -744,6 +765,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         c: &Spanned<raw::Cluster>,
     ) -> Option<(Name, Cluster)> {
         let name = self.v.name(key, "cluster")?;
+        self.cluster = key.span.start;
         let ctx = format!("cluster `{name}`");
         let raw = &c.value;
 
@@ -787,14 +809,14 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         }
 
         if let (Some(id), Some((addr, _))) = (&id, address) {
-            self.labels(&name, &ctx, id, addr, &balancers, &ports);
+            self.labels(&ctx, id, addr, &balancers, &ports);
+            let ordinal = self.served.clusters.len();
+            self.served.clusters.push((id.value, name.clone(), addr));
             for &(i, _) in &balancers {
-                self.balancer_clusters[i].push((id.value, name.clone(), addr));
+                self.served.balancers[i].push(ordinal);
             }
-            for p in &ports {
-                for m in &p.members {
-                    self.backend_clusters[m.index].insert((id.value, name.clone(), addr));
-                }
+            for m in ports.iter().flat_map(|p| &p.members) {
+                self.served.backends[m.index].push(ordinal);
             }
         }
         Some((
@@ -1280,9 +1302,8 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             IpAddr::V4(_) => be.addrs.v4.as_ref().map(|a| IpAddr::V4(a.value.addr())),
             IpAddr::V6(_) => be.addrs.v6.as_ref().map(|a| IpAddr::V6(a.value.addr())),
         };
-        let cluster = ctx.split(',').next().unwrap_or(ctx).to_owned();
         let Some(be_addr) = be_addr else {
-            if addr.is_ipv6() && self.reported.insert((format!("{cluster}/no-v6"), backend)) {
+            if addr.is_ipv6() && self.reported.insert((self.cluster, backend, usize::MAX)) {
                 self.v
                     .error(
                         format!(
@@ -1311,11 +1332,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                     .map(|a| (a.value.trunc().into(), a.span)),
             };
             let Some((net, net_span)) = net else { continue };
-            if !net.contains(&be_addr)
-                && self
-                    .reported
-                    .insert((format!("{cluster}/l2/{}", b.name), backend))
-            {
+            if !net.contains(&be_addr) && self.reported.insert((self.cluster, backend, i)) {
                 self.v
                     .error(
                         format!(
@@ -1334,7 +1351,6 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
     /// every balancer that holds the cluster address itself.
     fn labels(
         &mut self,
-        name: &Name,
         ctx: &str,
         id: &Spanned<ClusterId>,
         addr: IpAddr,
@@ -1344,52 +1360,42 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         if addr.is_ipv6() {
             return;
         }
-        let mut devices: Vec<(IfName, Span, String)> = Vec::new();
-        for &(i, _) in balancers {
+        // (device, where it is named, whose it is); `lo:<id>` always fits.
+        let balancer_devices = balancers.iter().filter_map(|&(i, _)| {
             let b = &self.balancers[i];
             // Dispatcher's `executor configure` aliases without a label.
-            if b.engine == Some(Engine::Dispatcher) {
+            let interface = b
+                .interface
+                .as_ref()
+                .filter(|_| b.engine != Some(Engine::Dispatcher))?;
+            Some((interface, Role::Balancer, &b.name))
+        });
+        let backend_devices = ports.iter().flat_map(|p| &p.members).filter_map(|m| {
+            let be = &self.backends[m.index];
+            Some((be.vip_device.as_ref()?, Role::Backend, &be.name))
+        });
+        let mut checked: Vec<&IfName> = Vec::new();
+        let mut problems = Vec::new();
+        for (device, role, owner) in balancer_devices.chain(backend_devices) {
+            if checked.contains(&&device.value) {
                 continue;
             }
-            if let Some(interface) = &b.interface {
-                devices.push((
-                    interface.value.clone(),
-                    interface.span,
-                    format!("balancer `{}`", b.name),
-                ));
+            checked.push(&device.value);
+            if let Err(label) = Label::new(&device.value, id.value) {
+                problems.push((label, device, format!("{} `{owner}`", role.word())));
             }
         }
-        for m in ports.iter().flat_map(|p| &p.members) {
-            let be = &self.backends[m.index];
-            if let Some(dev) = &be.vip_device {
-                devices.push((
-                    dev.value.clone(),
-                    dev.span,
-                    format!("backend `{}`", be.name),
-                ));
-            } else if be.interface.is_some() {
-                devices.push((
-                    IfName::parse("lo").expect("valid"),
-                    be.addrs.key,
-                    format!("backend `{}`", be.name),
-                ));
-            }
-        }
-        for (device, span, owner) in devices {
-            if let Err(label) = Label::new(&device, id.value)
-                && self.reported.insert((format!("{name}/label/{device}"), 0))
-            {
-                self.v
-                        .error(
-                            format!(
-                                "{ctx}: the label `{label}` for {owner} is {} bytes; Linux allows at most 15",
-                                label.len()
-                            ),
-                            id.span,
-                        )
-                        .notes
-                        .push((format!("the device `{device}` is named here"), span));
-            }
+        for (label, device, owner) in problems {
+            self.v
+                .error(
+                    format!(
+                        "{ctx}: the label `{label}` for {owner} is {} bytes; Linux allows at most 15",
+                        label.len()
+                    ),
+                    id.span,
+                )
+                .notes
+                .push((format!("the device `{}` is named here", device.value), device.span));
         }
     }
 
@@ -1456,12 +1462,14 @@ fn assemble(
     clusters: BTreeMap<Name, Cluster>,
     served: &Served,
 ) -> Option<Model> {
-    let (balancer_clusters, backend_clusters) = served;
     let balancers = balancers
         .into_iter()
-        .zip(balancer_clusters)
-        .map(|(b, served)| {
-            let mut clusters: Vec<Name> = served.iter().map(|(_, n, _)| n.clone()).collect();
+        .zip(&served.balancers)
+        .map(|(b, ordinals)| {
+            let mut clusters: Vec<Name> = ordinals
+                .iter()
+                .map(|&c| served.clusters[c].1.clone())
+                .collect();
             clusters.sort();
             Some((
                 b.name,
@@ -1479,14 +1487,15 @@ fn assemble(
         .collect::<Option<BTreeMap<_, _>>>()?;
     let backends = backends
         .into_iter()
-        .zip(backend_clusters)
-        .map(|(b, served)| {
+        .zip(&served.backends)
+        .map(|(b, ordinals)| {
             let vip_device = b
                 .vip_device
                 .map_or_else(|| IfName::parse("lo").expect("valid"), |d| d.value);
-            let vips = served
+            let vips = ordinals
                 .iter()
-                .map(|(id, cluster, address)| {
+                .map(|&c| {
+                    let (id, cluster, address) = &served.clusters[c];
                     let label = if address.is_ipv4() {
                         Some(Label::new(&vip_device, *id).ok()?)
                     } else {
