@@ -30,4 +30,21 @@ pub enum Command {
         /// The inventory file (YAML, format version 1).
         inventory: PathBuf,
     },
+    /// Write the files of every host into an output folder.
+    ///
+    /// Only files whose content changed are rewritten, each atomically, and
+    /// `manifest.json` last. Files the previous build wrote and this one no
+    /// longer generates are removed; a file dsrgen did not write is never
+    /// replaced or removed. Nothing is written unless the inventory is valid.
+    Build {
+        /// The inventory file (YAML, format version 1).
+        inventory: PathBuf,
+        /// The output folder; created if missing.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Write nothing: print a unified diff of what would change and exit 1
+        /// if anything would, 0 if the folder is up to date.
+        #[arg(long)]
+        check: bool,
+    },
 }

@@ -7,16 +7,25 @@
 //! cli -> inventory (read, parse: raw serde types with spans)
 //!     -> validate  (every rule, every diagnostic; raw -> model)
 //!     -> model     (typed, resolved, checked)
+//!     -> plan      (every file: host, path, mode, template, context)
+//!     -> render    (minijinja, templates embedded, on all cores)
+//!     -> output    (compare with the folder; write atomically; prune) or diff (--check)
 //! ```
 //!
-//! `diagnostic`, `source` and `error` are leaves used by every stage. Exit codes
-//! are mapped in one place, [`error::exit_code`].
+//! `manifest` is the output folder's record of what dsrgen owns. `diagnostic`,
+//! `source` and `error` are leaves used by every stage. Exit codes are mapped
+//! in one place, [`error::exit_code`].
 
 pub mod cli;
 pub mod diagnostic;
+pub mod diff;
 pub mod error;
 pub mod inventory;
+pub mod manifest;
 pub mod model;
+pub mod output;
+pub mod plan;
+pub mod render;
 pub mod source;
 pub mod validate;
 
@@ -30,7 +39,9 @@ use clap::Parser as _;
 use crate::cli::{Cli, Command};
 use crate::diagnostic::Diagnostic;
 use crate::error::{Error, Status};
+use crate::manifest::Manifest;
 use crate::model::Model;
+use crate::plan::Plan;
 use crate::source::Source;
 
 /// Run dsrgen with these command-line arguments (the first is the program name).
@@ -65,6 +76,139 @@ fn execute(cli: &Cli) -> Result<Status, Error> {
             );
             Ok(Status::Success)
         }
+        Command::Build {
+            inventory,
+            out,
+            check,
+        } => build(inventory, out, *check, cli.deny_warnings),
+    }
+}
+
+fn build(inventory: &Path, out: &Path, check: bool, deny_warnings: bool) -> Result<Status, Error> {
+    let (_, model) = compile(inventory, deny_warnings)?;
+    let name = plan::inventory_name(inventory);
+    let plan = Plan::new(&model, &name);
+    let contents = render::render_all(&plan).map_err(|e| {
+        print_errors(&[format!("internal error: {e}")]);
+        Error::Output
+    })?;
+    let files = tree_files(&plan, &name, contents);
+
+    let mut warnings = Vec::new();
+    let survey = output::read_previous(out, &mut warnings)
+        .and_then(|previous| output::survey(out, &files, &previous))
+        .map_err(|e| {
+            print_errors(&[e.to_string()]);
+            Error::Output
+        })?;
+    warnings.extend(survey.warnings.iter().cloned());
+    print_warnings(&warnings);
+    if !survey.conflicts.is_empty() {
+        print_errors(&survey.conflicts);
+        return Err(Error::Output);
+    }
+
+    if check {
+        print_drift(&files, &survey);
+        let shown = out.display();
+        return if survey.is_up_to_date() {
+            eprintln!("{shown}: up to date");
+            Ok(Status::Success)
+        } else {
+            eprintln!(
+                "{shown}: out of date: {} to write, {} to remove",
+                survey.changes.len(),
+                survey.removals.len()
+            );
+            Ok(Status::Drift)
+        };
+    }
+
+    let mut warnings = Vec::new();
+    let counts = output::apply(out, &files, &survey, &mut warnings);
+    print_warnings(&warnings);
+    let counts = counts.map_err(|e| {
+        print_errors(&[e.to_string()]);
+        Error::Output
+    })?;
+    println!(
+        "{}: {} written, {} unchanged, {} removed",
+        out.display(),
+        counts.written,
+        counts.unchanged,
+        counts.removed
+    );
+    Ok(Status::Success)
+}
+
+/// Every file of the output folder, host files in plan order, the manifest last.
+fn tree_files(plan: &Plan, inventory: &str, contents: Vec<String>) -> Vec<output::File> {
+    let mut files: Vec<output::File> = plan
+        .files
+        .iter()
+        .zip(contents)
+        .map(|(file, content)| output::File {
+            tree_path: file.tree_path(),
+            content: content.into_bytes(),
+            mode: file.mode,
+        })
+        .collect();
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        inventory: inventory.to_owned(),
+        files: plan
+            .files
+            .iter()
+            .zip(&files)
+            .map(|(planned, file)| manifest::Entry {
+                host: planned.host.to_string(),
+                role: planned.role.as_str().to_owned(),
+                path: planned.path.clone(),
+                mode: manifest::mode_string(planned.mode),
+                sha256: manifest::sha256_hex(&file.content),
+                reload: planned.reload.to_owned(),
+            })
+            .collect(),
+    };
+    files.push(output::File {
+        tree_path: manifest::FILE_NAME.to_owned(),
+        content: manifest.to_json().into_bytes(),
+        mode: 0o644,
+    });
+    files
+}
+
+/// `--check`: the diff of every change, on stdout, in tree order.
+fn print_drift(files: &[output::File], survey: &output::Survey) {
+    let mut out = String::new();
+    for (index, change) in &survey.changes {
+        let file = &files[*index];
+        out.push_str(&match change {
+            output::Change::Create => diff::unified(&file.tree_path, None, Some(&file.content)),
+            output::Change::Update { old, .. } => {
+                diff::unified(&file.tree_path, Some(old), Some(&file.content))
+            }
+            output::Change::Mode { old } => diff::mode_change(&file.tree_path, *old, file.mode),
+        });
+    }
+    for removal in &survey.removals {
+        out.push_str(&diff::unified(&removal.tree_path, Some(&removal.old), None));
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
+fn print_errors(messages: &[String]) {
+    print_lines("error", messages);
+}
+
+fn print_warnings(messages: &[String]) {
+    print_lines("warning", messages);
+}
+
+fn print_lines(label: &str, messages: &[String]) {
+    let mut stderr = std::io::stderr().lock();
+    for message in messages {
+        let _ = writeln!(stderr, "{label}: {message}");
     }
 }
 

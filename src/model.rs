@@ -7,10 +7,12 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::{Ipv4Net, Ipv6Net};
+use serde::Serialize;
 
 /// A host or cluster name. It becomes a folder name and appears in generated
 /// files, so its alphabet is small: `[a-z0-9][a-z0-9._-]*`, at most 63 bytes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
 pub struct Name(String);
 
 impl Name {
@@ -58,7 +60,8 @@ impl fmt::Display for Name {
 
 /// A network interface or device name that Linux accepts and that is safe to
 /// write into a shell script, a sysctl key and a systemd unit unquoted.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
 pub struct IfName(String);
 
 impl IfName {
@@ -121,7 +124,8 @@ impl fmt::Display for IfName {
 
 /// An IPv4 address label, `<device>:<cluster id>`. iproute2 requires a label to
 /// start with `<device>:`, and the kernel caps it at 15 bytes like a device name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
 pub struct Label(String);
 
 impl Label {
@@ -156,7 +160,8 @@ impl fmt::Display for ClusterId {
 
 /// An HTTP health-check path: it starts with `/` and uses only URI characters
 /// that need no quoting in any balancer's configuration language.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
 pub struct HttpPath(String);
 
 impl HttpPath {

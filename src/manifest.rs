@@ -1,0 +1,150 @@
+//! `manifest.json`: every file of the output tree with its host, role, path,
+//! mode, sha256 and the command that makes the host pick it up. It is what
+//! dsrgen owns in the output folder: the next build prunes only what it lists.
+//!
+//! The format carries its own version (`"format": 1`), never dsrgen's, so an
+//! upgrade of dsrgen leaves an unchanged tree byte-identical.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::Name;
+
+pub const FILE_NAME: &str = "manifest.json";
+pub const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    /// The inventory's file name (never its path).
+    pub inventory: String,
+    /// Sorted by host, then path.
+    pub files: Vec<Entry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub host: String,
+    pub role: String,
+    /// The path on the host, relative to its root: `etc/sysctl.d/90-dsrgen.conf`.
+    pub path: String,
+    /// Octal, as `chmod` takes it: `"0644"`.
+    pub mode: String,
+    pub sha256: String,
+    /// The command that makes the host pick the file up.
+    pub reload: String,
+}
+
+impl Entry {
+    /// The file's path in the output folder.
+    pub fn tree_path(&self) -> String {
+        format!("hosts/{}/{}", self.host, self.path)
+    }
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        let mut json = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        json.push('\n');
+        json
+    }
+
+    /// Read a previous build's manifest. Entries whose path could lead outside
+    /// `hosts/<host>/` are dropped with a warning: dsrgen never prunes there.
+    pub fn parse(text: &str) -> Result<(Self, Vec<String>), String> {
+        let mut manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if manifest.format != FORMAT {
+            return Err(format!(
+                "it has format {}; this dsrgen reads format {FORMAT}",
+                manifest.format
+            ));
+        }
+        let mut warnings = Vec::new();
+        manifest.files.retain(|entry| {
+            let safe = Name::parse(&entry.host).is_ok() && is_plain_relative(&entry.path);
+            if !safe {
+                warnings.push(format!(
+                    "{FILE_NAME} lists `{}` for host `{}`, which is not a path inside `hosts/<host>/`; ignoring it",
+                    entry.path.escape_debug(),
+                    entry.host.escape_debug()
+                ));
+            }
+            safe
+        });
+        Ok((manifest, warnings))
+    }
+}
+
+/// A relative path of plain components only: no root, no empty, `.` or `..`
+/// component, no NUL.
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+}
+
+pub fn sha256_hex(content: &[u8]) -> String {
+    use std::fmt::Write as _;
+
+    Sha256::digest(content)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// A file mode as four octal digits.
+pub fn mode_string(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_are_trusted() {
+        for good in ["etc/sysctl.d/90-dsrgen.conf", "usr/local/sbin/dsrgen-vips"] {
+            assert!(is_plain_relative(good), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "etc/../../x",
+            "etc/./x",
+            "etc//x",
+            "etc/",
+            "a\0b",
+        ] {
+            assert!(!is_plain_relative(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn digests_are_lower_case_hex() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(mode_string(0o755), "0755");
+    }
+
+    #[test]
+    fn entries_pointing_outside_the_tree_are_dropped() {
+        let text = r#"{"format": 1, "inventory": "i.yaml", "files": [
+            {"host": "web1", "role": "backend", "path": "etc/a", "mode": "0644", "sha256": "x", "reload": "r"},
+            {"host": "..", "role": "backend", "path": "etc/a", "mode": "0644", "sha256": "x", "reload": "r"},
+            {"host": "web1", "role": "backend", "path": "../../../etc/passwd", "mode": "0644", "sha256": "x", "reload": "r"}
+        ]}"#;
+        let (manifest, warnings) = Manifest::parse(text).unwrap();
+        assert_eq!(manifest.files.len(), 1);
+        assert_eq!(warnings.len(), 2);
+        assert!(Manifest::parse("{").is_err());
+        assert!(Manifest::parse(&text.replace("\"format\": 1", "\"format\": 2")).is_err());
+    }
+}
