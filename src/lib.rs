@@ -115,9 +115,13 @@ fn build(inventory: &Path, out: &Path, check: bool, deny_warnings: bool) -> Resu
             eprintln!("{shown}: up to date");
             Ok(Status::Success)
         } else {
+            let host_files = survey
+                .changes
+                .iter()
+                .filter(|(i, _)| files[*i].tree_path != manifest::FILE_NAME)
+                .count();
             eprintln!(
-                "{shown}: out of date: {} to write, {} to remove",
-                survey.changes.len(),
+                "{shown}: out of date: {host_files} to write, {} to remove",
                 survey.removals.len()
             );
             Ok(Status::Drift)

@@ -1,6 +1,7 @@
 //! dsrgen's integration tests, one binary: golden files, the command line, and
 //! hostile input. Every test runs the real `dsrgen` binary.
 
+mod build;
 mod cli;
 mod golden;
 mod support;

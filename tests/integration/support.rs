@@ -196,3 +196,90 @@ pub fn assert_no_failures(failures: &[String]) {
         failures.join("\n\n")
     );
 }
+
+/// A folder under the system's temporary folder, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("dsrgen-test-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp folder");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, part: impl AsRef<Path>) -> PathBuf {
+        self.0.join(part)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every file below `dir`, as sorted paths relative to it.
+pub fn tree_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.expect("walk folder"))
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(dir).expect("below dir").to_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Compare the tree at `actual` with the golden tree at `golden_dir` (relative
+/// to the root): the file set first, then each file's bytes. Blessing replaces
+/// the golden tree.
+pub fn golden_tree(golden_dir: &Path, actual: &Path, failures: &mut Vec<String>) {
+    let full = root().join(golden_dir);
+    if blessing() {
+        let _ = std::fs::remove_dir_all(&full);
+        for file in tree_files(actual) {
+            let target = full.join(&file);
+            std::fs::create_dir_all(target.parent().expect("in a folder")).expect("create folder");
+            std::fs::copy(actual.join(&file), &target).expect("copy into golden tree");
+        }
+        return;
+    }
+    let want = if full.is_dir() {
+        tree_files(&full)
+    } else {
+        Vec::new()
+    };
+    let got = tree_files(actual);
+    if want != got {
+        let show = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| p.display().to_string() + "\n")
+                .collect::<String>()
+        };
+        let (want_text, got_text) = (show(&want), show(&got));
+        let diff = similar::TextDiff::from_lines(&want_text, &got_text)
+            .unified_diff()
+            .header("expected files", "actual files")
+            .to_string();
+        failures.push(format!(
+            "{}: the file set differs:\n{diff}\nIf the new output is right, run `DSRGEN_BLESS=1 cargo test` and review the change.",
+            golden_dir.display()
+        ));
+        return;
+    }
+    for file in got {
+        let actual_text =
+            std::fs::read_to_string(actual.join(&file)).expect("generated files are text");
+        golden(&golden_dir.join(&file), &actual_text, failures);
+    }
+}
