@@ -5,3 +5,4 @@ mod build;
 mod cli;
 mod golden;
 mod support;
+mod system;

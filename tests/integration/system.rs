@@ -1,0 +1,439 @@
+//! System tests: the generated files consumed by the real programs (iproute2,
+//! sysctl, systemd-sysctl, systemd-networkd, shellcheck, systemd-analyze), each
+//! inside network namespaces the test creates with `unshare`, which vanish
+//! with the process whatever happens. Only documentation addresses are used.
+//!
+//! Without root or a tool, a test prints `skipped: <why>` and passes; under
+//! `DSRGEN_SYSTEM_TESTS=require` (CI) a skip is a failure.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dsrgen::model::Model;
+
+use crate::support::{TempDir, Test, root, tree_files, yaml_files};
+
+/// Whether this machine can run a system test needing `tools`; prints why not.
+fn can_run(test: &str, tools: &[&str]) -> bool {
+    let why = missing(tools);
+    let Some(why) = why else { return true };
+    assert!(
+        std::env::var("DSRGEN_SYSTEM_TESTS").as_deref() != Ok("require"),
+        "{test}: cannot run ({why}), and DSRGEN_SYSTEM_TESTS=require"
+    );
+    println!("skipped: {test}: {why}");
+    false
+}
+
+fn missing(tools: &[&str]) -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".to_owned());
+    }
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found && !Path::new(tool).exists() {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    let netns = Command::new("unshare").args(["--net", "true"]).status();
+    if !netns.is_ok_and(|s| s.success()) {
+        return Some("cannot create a network namespace".to_owned());
+    }
+    None
+}
+
+/// Run `script` with `sh` in a fresh network namespace (and mount namespace,
+/// with `mount`), killed after 30 s.
+fn in_namespace(script: &str, mount: bool) -> std::process::Output {
+    let mut command = Command::new("timeout");
+    command.args(["30", "unshare", "--net"]);
+    if mount {
+        command.arg("--mount");
+    }
+    command
+        .args(["sh", "-euc", script])
+        .output()
+        .expect("run unshare")
+}
+
+#[track_caller]
+fn assert_success(what: &str, output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Build a fixture into a temporary folder.
+fn built(fixture: &str) -> TempDir {
+    let out = TempDir::new("system");
+    Test::new()
+        .args(["build", fixture, "--out"])
+        .arg(out.path())
+        .run()
+        .code(0);
+    out
+}
+
+/// The fixture's validated model: what the generated files must put in place.
+fn model(fixture: &str) -> Model {
+    let path = root().join(fixture);
+    let source = dsrgen::inventory::load(&path, fixture).expect("load fixture");
+    let raw = dsrgen::inventory::parse(&source).expect("parse fixture");
+    dsrgen::validate::validate(&raw)
+        .model
+        .expect("fixture is valid")
+}
+
+/// An address as `ip -j addr` shows it: address, prefix, scope, label.
+type Held = (String, u64, String, Option<String>);
+
+/// What lo holds in a fresh namespace, before anything is added.
+fn loopback_defaults() -> BTreeSet<Held> {
+    BTreeSet::from([
+        ("127.0.0.1".into(), 8, "host".into(), Some("lo".into())),
+        ("::1".into(), 128, "host".into(), None),
+    ])
+}
+
+/// lo as it must be after `up` or networkd: its own addresses and the VIPs.
+fn expected_on_lo(model: &Model, host: &str) -> BTreeSet<Held> {
+    let backend = model
+        .backends
+        .iter()
+        .find(|(name, _)| name.as_str() == host)
+        .expect("host is a backend")
+        .1;
+    let mut held = loopback_defaults();
+    for vip in &backend.vips {
+        let (prefix, scope) = if vip.address.is_ipv4() {
+            (32, "host")
+        } else {
+            (128, "global")
+        };
+        held.insert((
+            vip.address.to_string(),
+            prefix,
+            scope.to_owned(),
+            vip.label.as_ref().map(|l| l.as_str().to_owned()),
+        ));
+    }
+    held
+}
+
+/// Parse `ip -j addr show dev lo`.
+fn parse_addresses(json: &str) -> BTreeSet<Held> {
+    let links: serde_json::Value = serde_json::from_str(json).expect("ip -j prints JSON");
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+        .map(|a| {
+            (
+                a["local"].as_str().expect("local").to_owned(),
+                a["prefixlen"].as_u64().expect("prefixlen"),
+                a["scope"].as_str().expect("scope").to_owned(),
+                a["label"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// Backends of the fixtures the namespace tests use, with the interface each
+/// names (created as a veth in the namespace).
+const BACKENDS: &[(&str, &str, &str)] = &[
+    ("fixtures/valid/minimal.yaml", "web1", "eth0"),
+    ("fixtures/valid/ipv6.yaml", "web1", "eth0"),
+    ("fixtures/valid/ipv6.yaml", "web6", "eth0"),
+    ("fixtures/valid/vlan.yaml", "db1", "eth0.100"),
+    ("examples/seed.yaml", "web2", "eth0"),
+    ("fixtures/valid/many-clusters.yaml", "web1", "eth0"),
+];
+
+#[test]
+fn the_loopback_script_puts_exactly_the_inventory_in_place() {
+    if !can_run("loopback script", &["ip", "unshare", "awk"]) {
+        return;
+    }
+    for &(fixture, host, interface) in BACKENDS {
+        let out = built(fixture);
+        let script = out.join(format!("hosts/{host}/usr/local/sbin/dsrgen-vips"));
+        let state = out.join("state");
+        std::fs::create_dir(&state).expect("mkdir");
+        let s = script.display();
+        let d = state.display();
+        let run = in_namespace(
+            &format!(
+                "ip link add {interface} type veth peer name peer0
+                 {s} up
+                 {s} up
+                 {s} status
+                 ip -j addr show dev lo > {d}/up.json
+                 cat /proc/sys/net/ipv4/conf/all/arp_ignore /proc/sys/net/ipv4/conf/all/arp_announce \
+                     /proc/sys/net/ipv4/conf/{interface}/arp_ignore /proc/sys/net/ipv4/conf/{interface}/arp_announce > {d}/sysctl
+                 {s} down
+                 if {s} status 2> {d}/status-after-down; then exit 9; fi
+                 ip -j addr show dev lo > {d}/down.json"
+            ),
+            false,
+        );
+        assert_success(
+            &format!("{fixture} {host}: up, up, status, down, status"),
+            &run,
+        );
+
+        let model = model(fixture);
+        let read = |name: &str| std::fs::read_to_string(state.join(name)).expect("read state");
+        assert_eq!(
+            parse_addresses(&read("up.json")),
+            expected_on_lo(&model, host),
+            "{fixture} {host}: lo after `up` twice"
+        );
+        assert_eq!(
+            parse_addresses(&read("down.json")),
+            loopback_defaults(),
+            "{fixture} {host}: lo after `down`"
+        );
+        let has_ipv4 = model
+            .backends
+            .iter()
+            .any(|(n, b)| n.as_str() == host && b.has_ipv4_vip());
+        let want = if has_ipv4 {
+            "3\n2\n3\n2\n"
+        } else {
+            "0\n0\n0\n0\n"
+        };
+        assert_eq!(
+            read("sysctl"),
+            want,
+            "{fixture} {host}: ARP settings after `up`"
+        );
+        assert!(read("status-after-down").contains("is missing from lo"));
+    }
+}
+
+/// `up` repairs an address held with the wrong prefix or scope: `arp_ignore=3`
+/// hides only scope-host addresses, so a global one would answer ARP.
+#[test]
+fn the_loopback_script_repairs_a_wrong_address() {
+    if !can_run("loopback script repair", &["ip", "unshare", "awk"]) {
+        return;
+    }
+    let out = built("fixtures/valid/minimal.yaml");
+    let s = out.join("hosts/web1/usr/local/sbin/dsrgen-vips");
+    let s = s.display();
+    let state = out.join("up.json");
+    let run = in_namespace(
+        &format!(
+            "ip link set lo up
+             ip addr add 192.0.2.181/24 dev lo
+             if {s} status; then exit 9; fi
+             {s} up
+             {s} status
+             ip -j addr show dev lo > {}",
+            state.display()
+        ),
+        false,
+    );
+    assert_success("repair", &run);
+    let json = std::fs::read_to_string(&state).expect("read");
+    assert_eq!(
+        parse_addresses(&json),
+        expected_on_lo(&model("fixtures/valid/minimal.yaml"), "web1")
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("wrong prefix, scope or label"));
+}
+
+#[test]
+fn sysctl_fragments_apply_with_sysctl_and_systemd_sysctl() {
+    if !can_run(
+        "sysctl fragments",
+        &["sysctl", "/lib/systemd/systemd-sysctl", "unshare"],
+    ) {
+        return;
+    }
+    for &(fixture, host, interface) in BACKENDS {
+        let out = built(fixture);
+        let fragment = out.join(format!("hosts/{host}/etc/sysctl.d/90-dsrgen.conf"));
+        if !fragment.exists() {
+            // IPv6-only hosts need no ARP settings; the golden tree proves the absence.
+            continue;
+        }
+        let f = fragment.display();
+        let read = format!(
+            "cat /proc/sys/net/ipv4/conf/all/arp_ignore /proc/sys/net/ipv4/conf/all/arp_announce \
+                 /proc/sys/net/ipv4/conf/{interface}/arp_ignore /proc/sys/net/ipv4/conf/{interface}/arp_announce"
+        );
+        let run = in_namespace(
+            &format!(
+                "ip link add {interface} type veth peer name peer0
+                 sysctl -q -p {f}
+                 {read}
+                 for k in all {interface}; do
+                     echo 0 > /proc/sys/net/ipv4/conf/$k/arp_ignore
+                     echo 0 > /proc/sys/net/ipv4/conf/$k/arp_announce
+                 done
+                 /lib/systemd/systemd-sysctl {f}
+                 {read}"
+            ),
+            false,
+        );
+        assert_success(
+            &format!("{fixture} {host}: sysctl -p, systemd-sysctl"),
+            &run,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout),
+            "3\n2\n3\n2\n3\n2\n3\n2\n",
+            "{fixture} {host}: values read back after sysctl -p, then systemd-sysctl"
+        );
+        assert!(
+            run.stderr.is_empty(),
+            "{fixture} {host}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
+
+#[test]
+fn networkd_puts_the_addresses_on_lo() {
+    if !can_run(
+        "systemd-networkd",
+        &["/lib/systemd/systemd-networkd", "unshare", "ip"],
+    ) {
+        return;
+    }
+    // The dummy-device fixture is left out: this kernel has no dummy module.
+    for &(fixture, host, _) in BACKENDS {
+        let out = built(fixture);
+        let network = out.join(format!("hosts/{host}/etc/systemd/network"));
+        let expected = expected_on_lo(&model(fixture), host);
+        let vips: Vec<String> = expected
+            .iter()
+            .filter(|(a, ..)| a != "127.0.0.1" && a != "::1")
+            .map(|(a, prefix, ..)| format!("{a}/{prefix}"))
+            .collect();
+        assert!(!vips.is_empty(), "{fixture} {host} has no VIP");
+        let json = out.join("lo.json");
+        // Read-only /sys makes networkd stop waiting for udev; tmpfs over its
+        // runtime and vendor folders keeps the machine's own config out.
+        let run = in_namespace(
+            &format!(
+                "mount -t sysfs -o ro sysfs /sys
+                 mount --bind {network} /etc/systemd/network
+                 mount -t tmpfs tmpfs /run/systemd
+                 mount -t tmpfs tmpfs /usr/lib/systemd/network
+                 timeout 10 /lib/systemd/systemd-networkd &
+                 all_there() {{
+                     held=$(ip -o addr show dev lo)
+                     for vip in {vips}; do
+                         case $held in *\" $vip \"*) ;; *) return 1 ;; esac
+                     done
+                 }}
+                 deadline=$(( $(date +%s) + 8 ))
+                 until all_there; do
+                     [ $(date +%s) -lt $deadline ] || {{ echo 'networkd did not add every address in 8 s' >&2; exit 1; }}
+                     sleep 0.02
+                 done
+                 ip -j addr show dev lo > {json}
+                 kill $!",
+                network = network.display(),
+                json = json.display(),
+                vips = vips.join(" "),
+            ),
+            true,
+        );
+        assert_success(&format!("{fixture} {host}: networkd"), &run);
+        let held = parse_addresses(&std::fs::read_to_string(&json).expect("read"));
+        assert_eq!(held, expected, "{fixture} {host}: lo under networkd");
+    }
+}
+
+/// Every generated script, of every fixture, passes shellcheck as POSIX sh.
+#[test]
+fn generated_scripts_pass_shellcheck() {
+    if !can_run("shellcheck", &["shellcheck"]) {
+        return;
+    }
+    let mut scripts = 0;
+    for fixture in yaml_files("fixtures/valid")
+        .into_iter()
+        .chain(yaml_files("examples"))
+    {
+        let out = built(&fixture.to_string_lossy());
+        for file in tree_files(out.path()) {
+            if !file.ends_with("usr/local/sbin/dsrgen-vips") {
+                continue;
+            }
+            let run = Command::new("shellcheck")
+                .args(["-s", "sh"])
+                .arg(out.join(&file))
+                .output()
+                .expect("run shellcheck");
+            assert_success(
+                &format!("shellcheck {} ({})", file.display(), fixture.display()),
+                &run,
+            );
+            scripts += 1;
+        }
+    }
+    assert!(scripts >= 10, "only {scripts} scripts checked");
+}
+
+/// `systemd-analyze verify` output lines that come from this container, not
+/// from the unit: no sysinit.target here.
+fn unit_problems(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| !l.contains("Unit sysinit.target not found"))
+        .collect()
+}
+
+#[test]
+fn generated_units_verify() {
+    if !can_run("systemd-analyze", &["systemd-analyze"]) {
+        return;
+    }
+    let verify = |root: &Path, unit: &Path| {
+        let run = Command::new("systemd-analyze")
+            .arg(format!("--root={}", root.display()))
+            .arg("verify")
+            .arg(unit)
+            .output()
+            .expect("run systemd-analyze");
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    // The filter is not blind: a unit with a bad key is caught.
+    let bad = TempDir::new("bad-unit");
+    let bad_unit = bad.join("bad.service");
+    std::fs::write(&bad_unit, "[Service]\nExecStart=/bin/true\nBogusKey=1\n").expect("write");
+    assert!(!unit_problems(&verify(bad.path(), &bad_unit)).is_empty());
+
+    let mut units = 0;
+    for fixture in [
+        "fixtures/valid/minimal.yaml",
+        "fixtures/valid/dummy-device.yaml",
+    ] {
+        let out = built(fixture);
+        for host in ["web1", "web2"] {
+            let host_root: PathBuf = out.join(format!("hosts/{host}"));
+            let unit = host_root.join("etc/systemd/system/dsrgen-vips.service");
+            let stderr = verify(&host_root, &unit);
+            assert!(
+                unit_problems(&stderr).is_empty(),
+                "{fixture} {host}: systemd-analyze verify:\n{stderr}"
+            );
+            units += 1;
+        }
+    }
+    assert_eq!(units, 4);
+}
