@@ -75,6 +75,13 @@ impl IfName {
         if s == "." || s == ".." {
             return Err(format!("`{s}` is not a valid interface name"));
         }
+        // /proc/sys/net/ipv4/conf/{all,default} are the kernel's own settings:
+        // a device by either name would make the sysctl keys ambiguous.
+        if s == "all" || s == "default" {
+            return Err(format!(
+                "`{s}` cannot be an interface name: net.ipv4.conf.{s} names the kernel's own settings, not a device's"
+            ));
+        }
         // Linux itself refuses `/`, `:` (the label separator) and white space
         // (net/core/dev.c, dev_valid_name).
         if let Some(bad) = s
@@ -466,7 +473,9 @@ mod tests {
         assert!(IfName::parse("enp0s31f6").is_ok());
         assert!(IfName::parse(&"e".repeat(15)).is_ok());
         assert!(IfName::parse(&"e".repeat(16)).is_err());
-        for bad in ["", ".", "..", "eth0:1", "a/b", "a b", "a\n", "é0", "a$b"] {
+        for bad in [
+            "", ".", "..", "all", "default", "eth0:1", "a/b", "a b", "a\n", "é0", "a$b",
+        ] {
             assert!(IfName::parse(bad).is_err(), "{bad:?}");
         }
     }
