@@ -55,7 +55,7 @@ struct CheckedBalancer {
     addrs: HostAddrs,
     engine: Option<Engine>,
     interface: Option<Spanned<IfName>>,
-    vrrp: Option<Vrrp>,
+    vrrp: Option<Spanned<Vrrp>>,
     separator: Separator,
 }
 
@@ -554,7 +554,10 @@ impl Validator {
                     raw_vrrp.span,
                 );
             } else {
-                vrrp = self.vrrp(raw_vrrp, &ctx);
+                vrrp = self.vrrp(raw_vrrp, &ctx).map(|value| Spanned {
+                    value,
+                    span: raw_vrrp.span,
+                });
             }
         }
         let mut separator = Separator::At;
@@ -744,19 +747,21 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         }
     }
 
-    /// What each host serves, each cluster once, in id order.
-    fn finish(self) -> Served {
-        let mut served = self.served;
-        let clusters = &served.clusters;
-        for list in served
+    /// What each host serves, each cluster once, in id order, after the rules
+    /// that span clusters.
+    fn finish(mut self) -> Served {
+        let clusters = &self.served.clusters;
+        for list in self
+            .served
             .balancers
             .iter_mut()
-            .chain(served.backends.iter_mut())
+            .chain(self.served.backends.iter_mut())
         {
             list.sort_unstable_by_key(|&c| clusters[c].0);
             list.dedup();
         }
-        served
+        self.vrrp_peers();
+        self.served
     }
 
     fn cluster(
@@ -808,6 +813,10 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             }
         }
 
+        self.dispatcher_ports(&ctx, &balancers, raw);
+        if let Some((addr, addr_span)) = address {
+            self.one_arp_answer(&ctx, addr, addr_span, &balancers);
+        }
         if let (Some(id), Some((addr, _))) = (&id, address) {
             self.labels(&ctx, id, addr, &balancers, &ports);
             let ordinal = self.served.clusters.len();
@@ -907,6 +916,20 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             out.push((i, item.span));
             if let Some((addr, addr_span)) = address {
                 self.vip_in_balancer_subnet(ctx, i, item.span, addr, addr_span);
+                let b = &self.balancers[i];
+                if addr.is_ipv6()
+                    && b.engine == Some(Engine::Dispatcher)
+                    && b.separator == Separator::Colon
+                {
+                    self.v.error(
+                        format!(
+                            "{ctx}: dispatcher balancer `{}` uses the `:` separator, which cannot write the IPv6 address `{addr}`",
+                            b.name
+                        ),
+                        item.span,
+                    )
+                    .help = Some("use `dispatcher: { separator: \"@\" }` (Load Balancer for IPv4 and IPv6)".to_owned());
+                }
             }
         }
         out
@@ -969,6 +992,156 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 )
                 .notes
                 .push(("the balancer's address is here".to_owned(), net_span));
+        }
+    }
+
+    /// Dispatcher balances TCP and UDP by port number alone: no SCTP, and one
+    /// port number is one port whatever its protocol.
+    fn dispatcher_ports(&mut self, ctx: &str, balancers: &[(usize, Span)], raw: &raw::Cluster) {
+        let Some(dispatcher) = balancers
+            .iter()
+            .map(|&(i, _)| &self.balancers[i])
+            .find(|b| b.engine == Some(Engine::Dispatcher))
+        else {
+            return;
+        };
+        let Some(ports) = &raw.ports else { return };
+        let mut seen: HashMap<i128, Span> = HashMap::new();
+        for p in &ports.value.0 {
+            let Some(Scalar::Int(number)) = p.value.port.as_ref().map(|v| &v.value) else {
+                continue;
+            };
+            let span = p.value.port.as_ref().map_or(p.span, |v| v.span);
+            if let Some(proto) = &p.value.protocol
+                && proto.value == Scalar::Str("sctp".to_owned())
+            {
+                self.v.error(
+                    format!(
+                        "{ctx}: dispatcher balancer `{}` does not balance SCTP",
+                        dispatcher.name
+                    ),
+                    proto.span,
+                );
+            }
+            if let Some(first) = seen.get(number) {
+                self.v
+                    .error(
+                        format!(
+                            "{ctx}: port {number} is listed for two protocols, and dispatcher balancer `{}` cannot tell them apart",
+                            dispatcher.name
+                        ),
+                        span,
+                    )
+                    .notes
+                    .push(("first listed here".to_owned(), *first));
+            } else {
+                seen.insert(*number, span);
+            }
+        }
+    }
+
+    /// Only one host may answer ARP for a cluster address on its segment. Each
+    /// balancer holds it on its interface, except keepalived balancers with
+    /// VRRP, among which VRRP elects one.
+    fn one_arp_answer(
+        &mut self,
+        ctx: &str,
+        addr: IpAddr,
+        addr_span: Span,
+        balancers: &[(usize, Span)],
+    ) {
+        let in_subnet = |b: &CheckedBalancer| match addr {
+            IpAddr::V4(a4) => b
+                .addrs
+                .v4
+                .as_ref()
+                .is_some_and(|a| a.value.trunc().contains(&a4)),
+            IpAddr::V6(a6) => b
+                .addrs
+                .v6
+                .as_ref()
+                .is_some_and(|a| a.value.trunc().contains(&a6)),
+        };
+        let holders: Vec<&CheckedBalancer> = balancers
+            .iter()
+            .map(|&(i, _)| &self.balancers[i])
+            .filter(|b| in_subnet(b))
+            .collect();
+        let unmanaged: Vec<&str> = holders
+            .iter()
+            .filter(|b| b.vrrp.is_none())
+            .map(|b| b.name.as_str())
+            .collect();
+        let vrrp_group = usize::from(holders.iter().any(|b| b.vrrp.is_some()));
+        if unmanaged.len() + vrrp_group >= 2 {
+            let names: Vec<String> = holders.iter().map(|b| format!("`{}`", b.name)).collect();
+            self.v
+                .warning(
+                    format!(
+                        "{ctx}: balancers {} all hold `{addr}` on one segment, so more than one answers ARP for it",
+                        names.join(", ")
+                    ),
+                    addr_span,
+                )
+                .help = Some(
+                "let one hold it at a time: keepalived with `vrrp` on every balancer of the cluster, or run `dsrgen-vips up` on the active one only"
+                    .to_owned(),
+            );
+        }
+    }
+
+    /// VRRP peers elect one holder for the addresses of their instance: peers
+    /// that share a cluster must run the same instance (router id) over the
+    /// same cluster addresses.
+    fn vrrp_peers(&mut self) {
+        let peers: Vec<usize> = (0..self.balancers.len())
+            .filter(|&i| self.balancers[i].vrrp.is_some())
+            .collect();
+        for (n, &a) in peers.iter().enumerate() {
+            for &b in &peers[n + 1..] {
+                let (ca, cb) = (&self.served.balancers[a], &self.served.balancers[b]);
+                if !ca.iter().any(|c| cb.contains(c)) {
+                    continue;
+                }
+                let (ba, bb) = (&self.balancers[a], &self.balancers[b]);
+                let (va, vb) = (
+                    ba.vrrp.as_ref().expect("peer"),
+                    bb.vrrp.as_ref().expect("peer"),
+                );
+                if va.value.router_id != vb.value.router_id {
+                    self.v
+                        .error(
+                            format!(
+                                "balancer `{}`: VRRP peer `{}` shares a cluster but uses router_id {}, not {}; both would hold the addresses",
+                                bb.name, ba.name, va.value.router_id, vb.value.router_id
+                            ),
+                            vb.span,
+                        )
+                        .notes
+                        .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                } else if ca.len() != cb.len() || ca.iter().any(|c| !cb.contains(c)) {
+                    let mut only: Vec<&str> = ca
+                        .iter()
+                        .filter(|c| !cb.contains(c))
+                        .chain(cb.iter().filter(|c| !ca.contains(c)))
+                        .map(|&c| self.served.clusters[c].1.as_str())
+                        .collect();
+                    only.sort_unstable();
+                    self.v
+                        .error(
+                            format!(
+                                "balancer `{}`: VRRP peers `{}` and `{}` must serve the same clusters, but only one serves {}",
+                                bb.name,
+                                ba.name,
+                                bb.name,
+                                only.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                            ),
+                            vb.span,
+                        )
+                        .notes
+                        .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                }
+            }
         }
     }
 
@@ -1478,7 +1651,7 @@ fn assemble(
                     interface: b.interface?.value,
                     address: b.addrs.v4?.value,
                     address6: b.addrs.v6.map(|a| a.value),
-                    vrrp: b.vrrp,
+                    vrrp: b.vrrp.map(|v| v.value),
                     separator: b.separator,
                     clusters,
                 },
