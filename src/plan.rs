@@ -6,7 +6,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::{Backend, IfName, Model, Name, Output};
+use crate::model::{
+    Backend, Balancer, ClusterId, Engine, HashScheduler, Health, IfName, Model, Name, Output,
+    Protocol, Scheduler,
+};
 
 /// Where the loopback script lands on a host, relative to its root.
 pub const SCRIPT_PATH: &str = "usr/local/sbin/dsrgen-vips";
@@ -35,6 +38,10 @@ pub enum Template {
     Service,
     Network,
     Netdev,
+    Keepalived,
+    Ipvsadm,
+    Dispatcher,
+    Nftables,
 }
 
 /// One file of the output tree, not yet rendered.
@@ -68,6 +75,10 @@ pub enum Context {
     Script(ScriptContext),
     Service(ServiceContext),
     Network(NetworkContext),
+    Keepalived(KeepalivedContext),
+    Ipvsadm(IpvsadmContext),
+    Dispatcher(DispatcherContext),
+    Nftables(NftablesContext),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -132,6 +143,126 @@ pub struct NetworkContext {
     pub addresses: Vec<HeldAddress>,
 }
 
+#[derive(Clone, Debug, Serialize)]
+pub struct KeepalivedContext {
+    pub inventory: String,
+    pub host: Name,
+    pub vrrp: Option<VrrpContext>,
+    pub services: Vec<KeepalivedService>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VrrpContext {
+    pub name: String,
+    pub interface: IfName,
+    pub router_id: u8,
+    pub priority: u8,
+    /// `virtual_ipaddress` lines: one address family per VRRP instance.
+    pub addresses: Vec<String>,
+    /// `virtual_ipaddress_excluded` lines: the other family.
+    pub excluded: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KeepalivedService {
+    pub cluster: Name,
+    pub address: String,
+    pub port: u16,
+    pub protocol: &'static str,
+    pub lb_algo: &'static str,
+    /// A scheduler flag, written after `lb_algo` or keepalived ignores it.
+    pub flag: Option<&'static str>,
+    pub persistence: Option<u32>,
+    /// `tcp`, `http`, or none.
+    pub check: Option<&'static str>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+    pub reals: Vec<RealServer>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RealServer {
+    pub address: String,
+    pub weight: u16,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IpvsadmContext {
+    pub services: Vec<IpvsadmService>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IpvsadmService {
+    /// `-t`, `-u` or `--sctp-service`.
+    pub protocol_flag: &'static str,
+    /// `192.0.2.10:80`, or `[2001:db8::10]:80`.
+    pub endpoint: String,
+    pub scheduler: &'static str,
+    pub persistence: Option<u32>,
+    pub flags: Option<&'static str>,
+    pub reals: Vec<IpvsadmReal>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IpvsadmReal {
+    pub endpoint: String,
+    pub weight: u16,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DispatcherContext {
+    pub inventory: String,
+    pub host: Name,
+    /// The balancer's own (non-forwarding) address.
+    pub nfa: String,
+    pub sep: &'static str,
+    pub clusters: Vec<DispatcherCluster>,
+    pub advisors: Vec<Advisor>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DispatcherCluster {
+    pub cluster: Name,
+    pub address: String,
+    /// `<interface> <netmask>` for `executor configure`, empty for IPv6.
+    pub configure: String,
+    pub ports: Vec<DispatcherPort>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DispatcherPort {
+    pub port: u16,
+    pub servers: Vec<RealServer>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Advisor {
+    pub kind: &'static str,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NftablesContext {
+    pub inventory: String,
+    pub host: Name,
+    pub interface: IfName,
+    pub rules: Vec<NftablesRule>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NftablesRule {
+    pub cluster: Name,
+    /// `ip` or `ip6`.
+    pub family: &'static str,
+    pub address: String,
+    pub protocol: &'static str,
+    pub port: u16,
+    /// The flow key: `ip saddr`, or `ip saddr . tcp sport`.
+    pub hash: String,
+    /// Backend addresses, one per hash slot: weights as repeated slots.
+    pub slots: Vec<String>,
+}
+
 /// Every file of the tree, sorted by host and path.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -146,6 +277,11 @@ impl Plan {
         for (name, backend) in &model.backends {
             if !backend.vips.is_empty() {
                 backend_files(model, name, backend, inventory, &mut files);
+            }
+        }
+        for (name, balancer) in &model.balancers {
+            if !balancer.clusters.is_empty() {
+                balancer_files(model, name, balancer, inventory, &mut files);
             }
         }
         files.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
@@ -249,12 +385,12 @@ fn backend_files(
             "scope host, so that the ARP settings below keep this host from".to_owned(),
             "answering for them.".to_owned(),
         ];
-        files.push(file(
-            SCRIPT_PATH.to_owned(),
-            0o755,
-            "/usr/local/sbin/dsrgen-vips up",
-            Template::Script,
-            Context::Script(ScriptContext {
+        script_files(
+            name,
+            Role::Backend,
+            inventory,
+            files,
+            ScriptContext {
                 inventory: inventory.to_owned(),
                 host: name.clone(),
                 purpose,
@@ -263,19 +399,8 @@ fn backend_files(
                 bring_up: true,
                 sysctls,
                 addresses: addresses.clone(),
-            }),
-        ));
-        files.push(file(
-            "etc/systemd/system/dsrgen-vips.service".to_owned(),
-            0o644,
-            "systemctl daemon-reload",
-            Template::Service,
-            Context::Service(ServiceContext {
-                inventory: inventory.to_owned(),
-                host: name.clone(),
-                script: format!("/{SCRIPT_PATH}"),
-            }),
-        ));
+            },
+        );
     }
 
     if outputs.contains(&Output::Networkd) {
@@ -320,6 +445,443 @@ pub fn inventory_name(path: &std::path::Path) -> String {
             }
         })
         .collect()
+}
+
+/// One (cluster, protocol, port) a balancer serves, with its real servers in
+/// address order.
+struct ServiceRow<'m> {
+    cluster: &'m Name,
+    address: IpAddr,
+    protocol: Protocol,
+    port: &'m crate::model::Port,
+    /// (address, weight), sorted by address.
+    reals: Vec<(IpAddr, u16)>,
+}
+
+/// The services of a balancer in ipvsadm's canonical order: IPv4 before IPv6,
+/// then protocol number, address and port (libipvs, `ipvs_cmp_services`).
+fn services<'m>(model: &'m Model, balancer: &'m Balancer) -> Vec<ServiceRow<'m>> {
+    let mut rows = Vec::new();
+    for name in &balancer.clusters {
+        let cluster = &model.clusters[name];
+        for port in &cluster.ports {
+            let mut reals: Vec<(IpAddr, u16)> = port
+                .backends
+                .iter()
+                .filter_map(|m| {
+                    let b = &model.backends[&m.backend];
+                    let address = if cluster.address.is_ipv4() {
+                        IpAddr::V4(b.address.addr())
+                    } else {
+                        IpAddr::V6(b.address6?.addr())
+                    };
+                    Some((address, m.weight))
+                })
+                .collect();
+            reals.sort_unstable();
+            rows.push(ServiceRow {
+                cluster: name,
+                address: cluster.address,
+                protocol: port.protocol,
+                port,
+                reals,
+            });
+        }
+    }
+    rows.sort_by_key(|r| {
+        (
+            r.address.is_ipv6(),
+            protocol_number(r.protocol),
+            r.address,
+            r.port.port,
+        )
+    });
+    rows
+}
+
+fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    }
+}
+
+/// The address a balancer holds for a cluster on its interface: with the
+/// subnet's prefix when the address is inside it (as any secondary address),
+/// else as a single address.
+fn balancer_cidr(balancer: &Balancer, address: IpAddr) -> String {
+    let prefix = match address {
+        IpAddr::V4(a) if balancer.address.contains(&a) => balancer.address.prefix_len(),
+        IpAddr::V6(a) if balancer.address6.is_some_and(|n| n.contains(&a)) => {
+            balancer.address6.expect("checked").prefix_len()
+        }
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    format!("{address}/{prefix}")
+}
+
+fn endpoint(address: IpAddr, port: u16) -> String {
+    match address {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+fn balancer_files(
+    model: &Model,
+    name: &Name,
+    balancer: &Balancer,
+    inventory: &str,
+    files: &mut Vec<PlannedFile>,
+) {
+    let rows = services(model, balancer);
+    let file = |path: &str, mode, reload, template, context| PlannedFile {
+        host: name.clone(),
+        role: Role::Balancer,
+        path: path.to_owned(),
+        mode,
+        reload,
+        template,
+        context,
+    };
+    let interface = &balancer.interface;
+    let label = |cluster: &Name| {
+        let id = model.clusters[cluster].id;
+        crate::model::Label::new(interface, id)
+            .expect("validation checked the label's length")
+            .as_str()
+            .to_owned()
+    };
+    // The cluster addresses this balancer holds, in cluster id order.
+    let mut held: Vec<(ClusterId, &Name, IpAddr)> = balancer
+        .clusters
+        .iter()
+        .map(|c| (model.clusters[c].id, c, model.clusters[c].address))
+        .collect();
+    held.sort_unstable();
+
+    match balancer.engine {
+        Engine::Keepalived => {
+            let vrrp = balancer.vrrp.map(|v| {
+                let any_ipv4 = held.iter().any(|(_, _, a)| a.is_ipv4());
+                let (mut addresses, mut excluded) = (Vec::new(), Vec::new());
+                for &(_, cluster, address) in &held {
+                    let line = if address.is_ipv4() {
+                        format!(
+                            "{} dev {interface} label {}",
+                            balancer_cidr(balancer, address),
+                            label(cluster)
+                        )
+                    } else {
+                        format!("{} dev {interface}", balancer_cidr(balancer, address))
+                    };
+                    // keepalived takes one family per instance; the other goes
+                    // to virtual_ipaddress_excluded.
+                    if address.is_ipv4() == any_ipv4 {
+                        addresses.push(line);
+                    } else {
+                        excluded.push(line);
+                    }
+                }
+                VrrpContext {
+                    name: format!("VI_{}", v.router_id),
+                    interface: interface.clone(),
+                    router_id: v.router_id,
+                    priority: v.priority,
+                    addresses,
+                    excluded,
+                }
+            });
+            let services = rows
+                .iter()
+                .map(|r| {
+                    let (lb_algo, flag) = match r.port.ipvs_scheduler {
+                        Scheduler::Flow => ("sh", Some("sh-port")),
+                        other => (other.as_str(), None),
+                    };
+                    let (check, path, status) = match &r.port.health {
+                        Health::None => (None, None, None),
+                        Health::Tcp => (Some("tcp"), None, None),
+                        Health::Http { path, status } => {
+                            (Some("http"), Some(path.as_str().to_owned()), Some(*status))
+                        }
+                    };
+                    KeepalivedService {
+                        cluster: r.cluster.clone(),
+                        address: r.address.to_string(),
+                        port: r.port.port,
+                        protocol: match r.protocol {
+                            Protocol::Tcp => "TCP",
+                            Protocol::Udp => "UDP",
+                            Protocol::Sctp => "SCTP",
+                        },
+                        lb_algo,
+                        flag,
+                        persistence: Some(r.port.persistence).filter(|&p| p > 0),
+                        check,
+                        path,
+                        status,
+                        reals: r
+                            .reals
+                            .iter()
+                            .map(|&(address, weight)| RealServer {
+                                address: address.to_string(),
+                                weight,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            files.push(file(
+                "etc/keepalived/keepalived.conf",
+                0o644,
+                "systemctl reload keepalived",
+                Template::Keepalived,
+                Context::Keepalived(KeepalivedContext {
+                    inventory: inventory.to_owned(),
+                    host: name.clone(),
+                    vrrp,
+                    services,
+                }),
+            ));
+        }
+        Engine::Ipvsadm => {
+            let services = rows
+                .iter()
+                .map(|r| {
+                    let (scheduler, flags) = match r.port.ipvs_scheduler {
+                        Scheduler::Flow => ("sh", Some("sh-port")),
+                        other => (other.as_str(), None),
+                    };
+                    IpvsadmService {
+                        protocol_flag: match r.protocol {
+                            Protocol::Tcp => "-t",
+                            Protocol::Udp => "-u",
+                            Protocol::Sctp => "--sctp-service",
+                        },
+                        endpoint: endpoint(r.address, r.port.port),
+                        scheduler,
+                        // ipvsadm's bare -p means 360 s in the code and 300 in
+                        // the manual: the number is always written.
+                        persistence: Some(r.port.persistence).filter(|&p| p > 0),
+                        flags,
+                        reals: r
+                            .reals
+                            .iter()
+                            .map(|&(address, weight)| IpvsadmReal {
+                                endpoint: endpoint(address, r.port.port),
+                                weight,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            files.push(file(
+                "etc/ipvsadm.rules",
+                0o644,
+                "ipvsadm-restore < /etc/ipvsadm.rules",
+                Template::Ipvsadm,
+                Context::Ipvsadm(IpvsadmContext { services }),
+            ));
+        }
+        Engine::Dispatcher => {
+            let sep = balancer.separator.as_str();
+            let mut clusters: Vec<DispatcherCluster> = Vec::new();
+            let mut advisors = Vec::new();
+            for r in &rows {
+                let address = r.address.to_string();
+                if clusters.last().is_none_or(|c| c.address != address) {
+                    let configure = if r.address.is_ipv4() {
+                        format!("{interface} {}", balancer.address.netmask())
+                    } else {
+                        String::new()
+                    };
+                    clusters.push(DispatcherCluster {
+                        cluster: r.cluster.clone(),
+                        address: address.clone(),
+                        configure,
+                        ports: Vec::new(),
+                    });
+                }
+                let cluster = clusters.last_mut().expect("just pushed");
+                cluster.ports.push(DispatcherPort {
+                    port: r.port.port,
+                    servers: r
+                        .reals
+                        .iter()
+                        .map(|&(address, weight)| RealServer {
+                            address: address.to_string(),
+                            weight,
+                        })
+                        .collect(),
+                });
+                let kind = match r.port.health {
+                    Health::None => None,
+                    Health::Tcp => Some("connect"),
+                    Health::Http { .. } => Some("http"),
+                };
+                if let Some(kind) = kind {
+                    advisors.push(Advisor {
+                        kind,
+                        target: format!("{address}{sep}{}", r.port.port),
+                    });
+                }
+            }
+            files.push(file(
+                "opt/ibm/edge/lb/servers/configurations/dispatcher/dsrgen.cfg",
+                0o644,
+                "dscontrol file newload dsrgen.cfg",
+                Template::Dispatcher,
+                Context::Dispatcher(DispatcherContext {
+                    inventory: inventory.to_owned(),
+                    host: name.clone(),
+                    nfa: balancer.address.addr().to_string(),
+                    sep,
+                    clusters,
+                    advisors,
+                }),
+            ));
+        }
+        Engine::Nftables => {
+            let rules = rows
+                .iter()
+                .filter_map(|r| {
+                    let slots = weighted_slots(&r.reals);
+                    if slots.is_empty() {
+                        return None;
+                    }
+                    let family = if r.address.is_ipv4() { "ip" } else { "ip6" };
+                    let protocol = r.protocol.as_str();
+                    let hash = match r.port.hash_scheduler {
+                        HashScheduler::Sh => format!("{family} saddr"),
+                        HashScheduler::Flow => format!("{family} saddr . {protocol} sport"),
+                    };
+                    Some(NftablesRule {
+                        cluster: r.cluster.clone(),
+                        family,
+                        address: r.address.to_string(),
+                        protocol,
+                        port: r.port.port,
+                        hash,
+                        slots,
+                    })
+                })
+                .collect();
+            files.push(file(
+                "etc/nftables.d/dsrgen.nft",
+                0o644,
+                "nft -f /etc/nftables.d/dsrgen.nft",
+                Template::Nftables,
+                Context::Nftables(NftablesContext {
+                    inventory: inventory.to_owned(),
+                    host: name.clone(),
+                    interface: interface.clone(),
+                    rules,
+                }),
+            ));
+        }
+    }
+
+    // Without VRRP to elect a holder, the balancer holds its cluster addresses
+    // itself, so that it, and no backend, answers ARP for them. Dispatcher's
+    // `executor configure` does this on its own.
+    let vrrp_managed = balancer.engine == Engine::Keepalived && balancer.vrrp.is_some();
+    if !vrrp_managed && balancer.engine != Engine::Dispatcher {
+        let addresses = held
+            .iter()
+            .map(|&(_, cluster, address)| HeldAddress {
+                family: family(address),
+                cidr: balancer_cidr(balancer, address),
+                scope: "global",
+                label: address.is_ipv4().then(|| label(cluster)),
+                cluster: cluster.clone(),
+            })
+            .collect();
+        let purpose = vec![
+            format!("The cluster addresses {name} answers ARP for, held on {interface}"),
+            "next to its own address. Backends hold them on their loopback and".to_owned(),
+            "never answer ARP for them.".to_owned(),
+        ];
+        script_files(
+            name,
+            Role::Balancer,
+            inventory,
+            files,
+            ScriptContext {
+                inventory: inventory.to_owned(),
+                host: name.clone(),
+                purpose,
+                device: interface.clone(),
+                create_dummy: false,
+                bring_up: false,
+                sysctls: Vec::new(),
+                addresses,
+            },
+        );
+    }
+}
+
+/// Hash slots for weighted backends: each backend appears in proportion to its
+/// weight. Weights are divided by their greatest common divisor, and scaled
+/// down to at most `MAX_SLOTS` slots (a backend with weight keeps one).
+fn weighted_slots(reals: &[(IpAddr, u16)]) -> Vec<String> {
+    const MAX_SLOTS: u64 = 256;
+    let live: Vec<(IpAddr, u64)> = reals
+        .iter()
+        .filter(|&&(_, w)| w > 0)
+        .map(|&(a, w)| (a, u64::from(w)))
+        .collect();
+    let divisor = live.iter().fold(0, |g, &(_, w)| gcd(g, w)).max(1);
+    let total: u64 = live.iter().map(|&(_, w)| w / divisor).sum();
+    live.iter()
+        .flat_map(|&(address, w)| {
+            let w = w / divisor;
+            let count = if total > MAX_SLOTS {
+                (w * MAX_SLOTS / total).max(1)
+            } else {
+                w
+            };
+            std::iter::repeat_n(address.to_string(), usize::try_from(count).expect("small"))
+        })
+        .collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The loopback script and the unit that runs it at boot.
+fn script_files(
+    host: &Name,
+    role: Role,
+    inventory: &str,
+    files: &mut Vec<PlannedFile>,
+    context: ScriptContext,
+) {
+    files.push(PlannedFile {
+        host: host.clone(),
+        role,
+        path: SCRIPT_PATH.to_owned(),
+        mode: 0o755,
+        reload: "/usr/local/sbin/dsrgen-vips up",
+        template: Template::Script,
+        context: Context::Script(context),
+    });
+    files.push(PlannedFile {
+        host: host.clone(),
+        role,
+        path: "etc/systemd/system/dsrgen-vips.service".to_owned(),
+        mode: 0o644,
+        reload: "systemctl daemon-reload",
+        template: Template::Service,
+        context: Context::Service(ServiceContext {
+            inventory: inventory.to_owned(),
+            host: host.clone(),
+            script: format!("/{SCRIPT_PATH}"),
+        }),
+    });
 }
 
 fn family(address: IpAddr) -> &'static str {
@@ -368,6 +930,24 @@ mod tests {
         let name = |p: &str| inventory_name(std::path::Path::new(p));
         assert_eq!(name("/srv/config/dc-1.yaml"), "dc-1.yaml");
         assert_eq!(name("a b\n$(x).yaml"), "a_b___x_.yaml");
+    }
+
+    #[test]
+    fn weights_become_repeated_slots() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        let count =
+            |slots: &[String], x: IpAddr| slots.iter().filter(|s| **s == x.to_string()).count();
+        let slots = weighted_slots(&[(a, 100), (b, 300), (c, 0)]);
+        assert_eq!(
+            (count(&slots, a), count(&slots, b), count(&slots, c)),
+            (1, 3, 0)
+        );
+        let slots = weighted_slots(&[(a, 65535), (b, 1)]);
+        assert!(slots.len() <= 257, "{}", slots.len());
+        assert_eq!(count(&slots, b), 1);
+        assert!(weighted_slots(&[(a, 0)]).is_empty());
     }
 
     #[test]

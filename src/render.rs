@@ -12,28 +12,48 @@ use crate::plan::{PlannedFile, Template};
 const TEMPLATES: &[(Template, &str, &str)] = &[
     (
         Template::Sysctl,
-        "backend/sysctl.conf",
-        include_str!("../templates/backend/sysctl.conf.j2"),
+        "sysctl.conf",
+        include_str!("../templates/sysctl.conf.j2"),
     ),
     (
         Template::Script,
-        "backend/dsrgen-vips.sh",
-        include_str!("../templates/backend/dsrgen-vips.sh.j2"),
+        "dsrgen-vips.sh",
+        include_str!("../templates/dsrgen-vips.sh.j2"),
     ),
     (
         Template::Service,
-        "backend/dsrgen-vips.service",
-        include_str!("../templates/backend/dsrgen-vips.service.j2"),
+        "dsrgen-vips.service",
+        include_str!("../templates/dsrgen-vips.service.j2"),
     ),
     (
         Template::Network,
-        "backend/vips.network",
-        include_str!("../templates/backend/vips.network.j2"),
+        "vips.network",
+        include_str!("../templates/vips.network.j2"),
     ),
     (
         Template::Netdev,
-        "backend/vips.netdev",
-        include_str!("../templates/backend/vips.netdev.j2"),
+        "vips.netdev",
+        include_str!("../templates/vips.netdev.j2"),
+    ),
+    (
+        Template::Keepalived,
+        "keepalived.conf",
+        include_str!("../templates/keepalived.conf.j2"),
+    ),
+    (
+        Template::Ipvsadm,
+        "ipvsadm.rules",
+        include_str!("../templates/ipvsadm.rules.j2"),
+    ),
+    (
+        Template::Dispatcher,
+        "dispatcher.cfg",
+        include_str!("../templates/dispatcher.cfg.j2"),
+    ),
+    (
+        Template::Nftables,
+        "dsrgen.nft",
+        include_str!("../templates/dsrgen.nft.j2"),
     ),
 ];
 

@@ -87,20 +87,20 @@ fn a_folder_lives_through_edits() {
 
     build(&inventory, &out)
         .code(0)
-        .stdout_has("8 written, 0 unchanged, 0 removed");
+        .stdout_has("11 written, 0 unchanged, 0 removed");
     build(&inventory, &out)
         .code(0)
-        .stdout_has("0 written, 8 unchanged, 0 removed");
+        .stdout_has("0 written, 11 unchanged, 0 removed");
     check(&inventory, &out).code(0).stderr_has("up to date");
 
     // A second cluster on web1 alone: web1's script and networkd file change,
-    // nothing of web2's is touched.
+    // and lb1's keepalived.conf and script; nothing of web2's is touched.
     let web2_script = out.join("hosts/web2/usr/local/sbin/dsrgen-vips");
     let web2_inode = inode(&web2_script);
     std::fs::write(&inventory, format!("{minimal}{API_CLUSTER}")).expect("edit inventory");
     build(&inventory, &out)
         .code(0)
-        .stdout_has("2 written, 6 unchanged, 0 removed");
+        .stdout_has("4 written, 7 unchanged, 0 removed");
     assert_eq!(
         inode(&web2_script),
         web2_inode,
@@ -117,7 +117,7 @@ fn a_folder_lives_through_edits() {
     let drift = check(&inventory, &out);
     drift
         .code(1)
-        .stderr_has("out of date: 2 to write, 4 to remove");
+        .stderr_has("out of date: 4 to write, 4 to remove");
     for needle in [
         "--- a/hosts/web2/usr/local/sbin/dsrgen-vips\n+++ /dev/null\n",
         "--- a/hosts/web1/usr/local/sbin/dsrgen-vips\n+++ b/hosts/web1/usr/local/sbin/dsrgen-vips\n",
@@ -130,7 +130,7 @@ fn a_folder_lives_through_edits() {
 
     build(&inventory, &out)
         .code(0)
-        .stdout_has("2 written, 2 unchanged, 4 removed");
+        .stdout_has("4 written, 3 unchanged, 4 removed");
     assert!(
         !out.join("hosts/web2").exists(),
         "web2's empty folders stay behind"
@@ -188,7 +188,7 @@ fn a_file_dsrgen_did_not_write_stops_the_build_before_any_write() {
     std::fs::remove_file(taken.join("first/manifest.json")).expect("lose the manifest");
     build(&minimal, &taken.join("first"))
         .code(0)
-        .stdout_has("0 written, 8 unchanged, 0 removed");
+        .stdout_has("0 written, 11 unchanged, 0 removed");
 }
 
 #[test]
@@ -217,7 +217,7 @@ fn hand_edits_of_generated_files_are_overwritten_loudly() {
         .stdout_has("old mode 0700\nnew mode 0755\n");
     build(&minimal, &out)
         .code(0)
-        .stdout_has("2 written, 6 unchanged, 0 removed")
+        .stdout_has("2 written, 9 unchanged, 0 removed")
         .stderr_has("which had been edited by hand since dsrgen wrote it");
     assert_eq!(std::fs::read_to_string(&conf).expect("read"), generated);
     let mode = std::fs::metadata(&script).expect("stat").mode() & 0o7777;
@@ -230,8 +230,8 @@ fn check_of_a_missing_folder_shows_every_file_as_added() {
     let out = tmp.join("never-built");
     let run = check(&root().join("fixtures/valid/minimal.yaml"), &out);
     run.code(1)
-        .stderr_has("out of date: 8 to write, 0 to remove");
-    assert_eq!(run.stdout.matches("--- /dev/null\n").count(), 9);
+        .stderr_has("out of date: 11 to write, 0 to remove");
+    assert_eq!(run.stdout.matches("--- /dev/null\n").count(), 12);
     assert!(!out.exists());
 }
 
