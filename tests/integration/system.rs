@@ -437,3 +437,154 @@ fn generated_units_verify() {
     }
     assert_eq!(units, 4);
 }
+
+/// A fixture built into a temporary folder, and the balancer files of one
+/// kind in it with the interface each balancer names.
+struct BalancerFiles {
+    fixture: String,
+    files: Vec<(String, PathBuf)>,
+    _out: TempDir,
+}
+
+/// The file at `suffix` of every balancer of every fixture that has one.
+fn balancer_files(suffix: &str) -> Vec<BalancerFiles> {
+    yaml_files("fixtures/valid")
+        .into_iter()
+        .chain(yaml_files("examples"))
+        .map(|fixture| {
+            let fixture = fixture.to_string_lossy().into_owned();
+            let out = built(&fixture);
+            let files = model(&fixture)
+                .balancers
+                .iter()
+                .map(|(name, b)| {
+                    (
+                        b.interface.to_string(),
+                        out.join(format!("hosts/{name}/{suffix}")),
+                    )
+                })
+                .filter(|(_, file)| file.exists())
+                .collect();
+            BalancerFiles {
+                fixture,
+                files,
+                _out: out,
+            }
+        })
+        .filter(|b| !b.files.is_empty())
+        .collect()
+}
+
+#[test]
+fn keepalived_accepts_every_generated_configuration() {
+    if !can_run("keepalived -t", &["keepalived", "unshare", "ip"]) {
+        return;
+    }
+    let built = balancer_files("etc/keepalived/keepalived.conf");
+    let files: Vec<(&str, &String, &PathBuf)> = built
+        .iter()
+        .flat_map(|b| b.files.iter().map(move |(i, f)| (b.fixture.as_str(), i, f)))
+        .collect();
+    assert!(
+        files.len() >= 4,
+        "only {} keepalived.conf files",
+        files.len()
+    );
+    for (fixture, interface, file) in files {
+        // A missing or empty file also gives rc 0.
+        let size = std::fs::metadata(file).expect("stat").len();
+        assert!(size > 0, "{}: empty", file.display());
+        let run = in_namespace(
+            &format!(
+                "ip link add {interface} type veth peer name peer0
+                 keepalived -t -f {}",
+                file.display()
+            ),
+            false,
+        );
+        assert_success(
+            &format!("{fixture}: keepalived -t -f {}", file.display()),
+            &run,
+        );
+        assert!(
+            run.stdout.is_empty() && run.stderr.is_empty(),
+            "{fixture}: keepalived -t said something about {}:\n{}{}",
+            file.display(),
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
+
+#[test]
+fn nft_accepts_every_generated_ruleset_and_reloads_it_atomically() {
+    if !can_run("nft -c", &["nft", "unshare", "ip"]) {
+        return;
+    }
+    let built = balancer_files("etc/nftables.d/dsrgen.nft");
+    let files: Vec<(&str, &String, &PathBuf)> = built
+        .iter()
+        .flat_map(|b| b.files.iter().map(move |(i, f)| (b.fixture.as_str(), i, f)))
+        .collect();
+    assert!(files.len() >= 3, "only {} nftables files", files.len());
+    for (fixture, interface, file) in files {
+        let f = file.display();
+        // Check, load, and load again over the loaded table: one transaction
+        // that replaces it.
+        let run = in_namespace(
+            &format!(
+                "ip link add {interface} type veth peer name peer0
+                 nft -c -f {f}
+                 nft -f {f}
+                 nft -f {f}
+                 nft list table netdev dsrgen > /dev/null"
+            ),
+            false,
+        );
+        assert_success(&format!("{fixture}: nft -c -f, nft -f twice: {f}"), &run);
+    }
+}
+
+/// TESTING.md's end-to-end proof, run by `tests/e2e/dsr.sh` in a PID, mount and
+/// network namespace of its own: whatever happens, every namespace and process
+/// it made dies with it.
+#[test]
+fn direct_server_return_works_end_to_end() {
+    let tools = [
+        "unshare",
+        "ip",
+        "nft",
+        "arping",
+        "curl",
+        "tcpdump",
+        "/usr/bin/python3",
+    ];
+    if !can_run("end to end", &tools) {
+        return;
+    }
+    let out = built("fixtures/valid/nftables.yaml");
+    let started = std::time::Instant::now();
+    let run = Command::new("timeout")
+        .args([
+            "60",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--mount",
+            "--net",
+            "sh",
+        ])
+        .arg(root().join("tests/e2e/dsr.sh"))
+        .arg(out.path())
+        .output()
+        .expect("run the end-to-end script");
+    let took = started.elapsed();
+    assert_success("tests/e2e/dsr.sh", &run);
+    assert!(String::from_utf8_lossy(&run.stdout).ends_with("PASS\n"));
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    println!(
+        "end to end: {took:?}\n{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+}
