@@ -1345,6 +1345,18 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 h.span,
             );
         }
+        if let Health::Http { path, status } = &health
+            && engines.contains(&Engine::Dispatcher)
+            && (path.as_str() != "/" || *status != 200)
+        {
+            self.v.warning(
+                format!(
+                    "{ctx}: dispatcher's http advisor is started without a path or status; it does not check `{} -> {status}`",
+                    path.as_str()
+                ),
+                h.span,
+            );
+        }
         Some(health)
     }
 
