@@ -92,11 +92,18 @@ fn build(inventory: &Path, out: &Path, check: bool, deny_warnings: bool) -> Resu
         print_errors(&[format!("internal error: {e}")]);
         Error::Output
     })?;
-    let files = tree_files(&plan, &name, contents);
+    let (files, manifest) = tree_files(&plan, &name, contents);
 
     let mut warnings = Vec::new();
-    let survey = output::read_previous(out, &mut warnings)
-        .and_then(|previous| output::survey(out, &files, &previous))
+    let mut lock = output::lock(out, !check).map_err(|e| {
+        print_errors(&[e.to_string()]);
+        Error::Output
+    })?;
+    let (previous, survey) = output::read_previous(out, &mut warnings)
+        .and_then(|previous| {
+            let survey = output::survey(out, &files, &previous, &lock)?;
+            Ok((previous, survey))
+        })
         .map_err(|e| {
             print_errors(&[e.to_string()]);
             Error::Output
@@ -129,7 +136,15 @@ fn build(inventory: &Path, out: &Path, check: bool, deny_warnings: bool) -> Resu
     }
 
     let mut warnings = Vec::new();
-    let counts = output::apply(out, &files, &survey, &mut warnings);
+    let counts = output::apply(
+        out,
+        &files,
+        &survey,
+        &previous,
+        &manifest,
+        &mut lock,
+        &mut warnings,
+    );
     print_warnings(&warnings);
     let counts = counts.map_err(|e| {
         print_errors(&[e.to_string()]);
@@ -145,8 +160,13 @@ fn build(inventory: &Path, out: &Path, check: bool, deny_warnings: bool) -> Resu
     Ok(Status::Success)
 }
 
-/// Every file of the output folder, host files in plan order, the manifest last.
-fn tree_files(plan: &Plan, inventory: &str, contents: Vec<String>) -> Vec<output::File> {
+/// Every file of the output folder, host files in plan order, the manifest
+/// last; and the manifest itself.
+fn tree_files(
+    plan: &Plan,
+    inventory: &str,
+    contents: Vec<String>,
+) -> (Vec<output::File>, Manifest) {
     let mut files: Vec<output::File> = plan
         .files
         .iter()
@@ -179,7 +199,7 @@ fn tree_files(plan: &Plan, inventory: &str, contents: Vec<String>) -> Vec<output
         content: manifest.to_json().into_bytes(),
         mode: 0o644,
     });
-    files
+    (files, manifest)
 }
 
 /// `--check`: the diff of every change, on stdout, in tree order.

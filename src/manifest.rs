@@ -51,6 +51,27 @@ impl Manifest {
         json
     }
 
+    /// This manifest with the entries of `older` that it does not list, sorted:
+    /// what a folder may hold while a build goes from one to the other.
+    #[must_use]
+    pub fn union(&self, older: &[Entry]) -> Manifest {
+        let mut files = self.files.clone();
+        let listed: std::collections::HashSet<String> =
+            files.iter().map(Entry::tree_path).collect();
+        files.extend(
+            older
+                .iter()
+                .filter(|e| !listed.contains(&e.tree_path()))
+                .cloned(),
+        );
+        files.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+        Manifest {
+            format: self.format,
+            inventory: self.inventory.clone(),
+            files,
+        }
+    }
+
     /// Read a previous build's manifest. Entries whose path could lead outside
     /// `hosts/<host>/` are dropped with a warning: dsrgen never prunes there.
     pub fn parse(text: &str) -> Result<(Self, Vec<String>), String> {

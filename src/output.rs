@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Seek as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,8 @@ pub struct Previous {
     owned: HashMap<String, String>,
     /// Owned paths in manifest order, for deterministic pruning.
     order: Vec<String>,
+    /// The entries themselves, for the manifest of intent (see [`apply`]).
+    entries: Vec<manifest::Entry>,
 }
 
 /// How one planned file differs from the folder.
@@ -60,6 +62,8 @@ pub struct Survey {
     pub removals: Vec<Removal>,
     /// Files in the way that dsrgen did not write: the build must not proceed.
     pub conflicts: Vec<String>,
+    /// Temporary files of an interrupted build, to remove.
+    pub stale: Vec<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -97,6 +101,96 @@ fn io_error<'p>(path: &'p Path, action: &'static str) -> impl FnOnce(io::Error) 
     }
 }
 
+/// The name of the lock file in the output folder. It also records whether a
+/// build was under way: a build killed half-way leaves it non-empty, and the
+/// next one then sweeps the temporary files it left.
+pub const LOCK_FILE: &str = ".dsrgen.lock";
+
+/// A build's hold on the output folder: an exclusive lock for `build`, a
+/// shared one for `--check`, so that two builds never interleave and a check
+/// never reads a half-applied tree. Released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    file: Option<fs::File>,
+    /// The previous build did not finish.
+    pub interrupted: bool,
+}
+
+impl Lock {
+    /// Mark the folder as being written, until [`Lock::finish`].
+    fn begin(&mut self) -> io::Result<()> {
+        if let Some(file) = &mut self.file {
+            file.set_len(0)?;
+            file.rewind()?;
+            file.write_all(b"a build is under way, or was killed\n")?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some(file) = &mut self.file {
+            file.set_len(0)?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuse an output folder that is a symbolic link or not a folder, create it
+/// for a build, and take the lock: waiting while another build holds it.
+pub fn lock(out: &Path, exclusive: bool) -> Result<Lock, IoError> {
+    match fs::symlink_metadata(out) {
+        Ok(m) if m.is_symlink() => {
+            return Err(io_error(out, "use")(io::Error::other(
+                "it is a symbolic link; dsrgen writes only into a real folder",
+            )));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(io_error(out, "use")(io::Error::other("it is not a folder")));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !exclusive => {
+            // Nothing to read, and --check writes nothing: no lock needed.
+            return Ok(Lock {
+                file: None,
+                interrupted: false,
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(out).map_err(io_error(out, "create the folder"))?;
+        }
+        Err(e) => return Err(io_error(out, "inspect")(e)),
+    }
+    let path = out.join(LOCK_FILE);
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .write(exclusive)
+        .create(exclusive)
+        .truncate(false)
+        .open(&path);
+    let mut file = match opened {
+        Ok(file) => file,
+        // A folder never built by dsrgen: --check has nothing to wait for.
+        Err(e) if !exclusive && e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Lock {
+                file: None,
+                interrupted: false,
+            });
+        }
+        Err(e) => return Err(io_error(&path, "open")(e)),
+    };
+    if exclusive {
+        file.lock().map_err(io_error(&path, "lock"))?;
+    } else {
+        file.lock_shared().map_err(io_error(&path, "lock"))?;
+    }
+    let mut state = String::new();
+    let _ = file.read_to_string(&mut state);
+    Ok(Lock {
+        file: Some(file),
+        interrupted: !state.is_empty(),
+    })
+}
+
 /// Read the previous build's manifest. A missing one means a first build; an
 /// unusable one is a warning, and then nothing counts as owned.
 pub fn read_previous(out: &Path, warnings: &mut Vec<String>) -> Result<Previous, IoError> {
@@ -116,11 +210,15 @@ pub fn read_previous(out: &Path, warnings: &mut Vec<String>) -> Result<Previous,
                 .collect();
             let owned = manifest
                 .files
-                .into_iter()
+                .iter()
                 .zip(&order)
-                .map(|(entry, path)| (path.clone(), entry.sha256))
+                .map(|(entry, path)| (path.clone(), entry.sha256.clone()))
                 .collect();
-            Ok(Previous { owned, order })
+            Ok(Previous {
+                owned,
+                order,
+                entries: manifest.files,
+            })
         }
         Err(why) => {
             warnings.push(format!(
@@ -132,11 +230,87 @@ pub fn read_previous(out: &Path, warnings: &mut Vec<String>) -> Result<Previous,
     }
 }
 
-/// Compare every planned file with the folder, and find what to prune.
-pub fn survey(out: &Path, files: &[File], previous: &Previous) -> Result<Survey, IoError> {
+/// The first folder between `out` and `tree_path` that is a symbolic link or
+/// not a folder, if any. Folders found sound are remembered in `sound`.
+fn unsound_folder(
+    out: &Path,
+    tree_path: &str,
+    sound: &mut HashSet<PathBuf>,
+) -> Result<Option<PathBuf>, IoError> {
+    let mut dir = out.to_path_buf();
+    let Some((folders, _)) = tree_path.rsplit_once('/') else {
+        return Ok(None);
+    };
+    for part in folders.split('/') {
+        dir.push(part);
+        if sound.contains(&dir) {
+            continue;
+        }
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {
+                sound.insert(dir.clone());
+            }
+            Ok(_) => return Ok(Some(dir)),
+            // The rest does not exist yet: it will be created as folders.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&dir, "inspect")(e)),
+        }
+    }
+    Ok(None)
+}
+
+/// Temporary files a killed build left below `dir`.
+fn stale_temporaries(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), IoError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(dir, "read")(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "read"))?;
+        let kind = entry.file_type().map_err(io_error(dir, "read"))?;
+        let path = entry.path();
+        if kind.is_dir() {
+            stale_temporaries(&path, found)?;
+        } else if kind.is_file() && is_temporary(&entry.file_name().to_string_lossy()) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+const TEMP_SUFFIX: &str = ".dsrgen-tmp";
+
+/// Compare every planned file with the folder, and find what to prune. After
+/// an interrupted build, also find the temporary files it left.
+pub fn survey(
+    out: &Path,
+    files: &[File],
+    previous: &Previous,
+    lock: &Lock,
+) -> Result<Survey, IoError> {
     let mut survey = Survey::default();
+    if lock.interrupted {
+        stale_temporaries(&out.join("hosts"), &mut survey.stale)?;
+        survey.warnings.push(format!(
+            "the previous build into `{}` was interrupted before it finished",
+            out.display()
+        ));
+    }
+    let mut sound = HashSet::new();
     for (index, file) in files.iter().enumerate() {
         let path = out.join(&file.tree_path);
+        if let Some(dir) = unsound_folder(out, &file.tree_path, &mut sound)? {
+            survey.conflicts.push(format!(
+                "`{}` is in the way: it is a symbolic link or not a folder, and dsrgen neither follows nor replaces it",
+                dir.display()
+            ));
+            continue;
+        }
         let metadata = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -176,7 +350,10 @@ pub fn survey(out: &Path, files: &[File], previous: &Previous) -> Result<Survey,
             ));
             continue;
         }
-        let edited = owned_digest.is_some_and(|digest| *digest != manifest::sha256_hex(&old));
+        // After an interrupted build, an owned file may still hold its old
+        // content under the new digest: that is no hand edit.
+        let edited = !lock.interrupted
+            && owned_digest.is_some_and(|digest| *digest != manifest::sha256_hex(&old));
         survey.changes.push((index, Change::Update { old, edited }));
     }
 
@@ -186,6 +363,14 @@ pub fn survey(out: &Path, files: &[File], previous: &Previous) -> Result<Survey,
             continue;
         }
         let path = out.join(tree_path);
+        if let Some(dir) = unsound_folder(out, tree_path, &mut sound)? {
+            survey.warnings.push(format!(
+                "not removing `{}`: `{}` is a symbolic link or not a folder, and dsrgen does not follow it",
+                path.display(),
+                dir.display()
+            ));
+            continue;
+        }
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(&path, "inspect")(e)),
@@ -195,7 +380,8 @@ pub fn survey(out: &Path, files: &[File], previous: &Previous) -> Result<Survey,
             )),
             Ok(_) => {
                 let old = fs::read(&path).map_err(io_error(&path, "read"))?;
-                let edited = previous.owned[tree_path] != manifest::sha256_hex(&old);
+                let edited =
+                    !lock.interrupted && previous.owned[tree_path] != manifest::sha256_hex(&old);
                 survey.removals.push(Removal {
                     tree_path: tree_path.clone(),
                     old,
@@ -218,18 +404,45 @@ pub struct Counts {
 /// Write the changes of the survey: files first, then removals, the manifest
 /// (always the last planned file) last of all. Hand edits that are overwritten
 /// or removed are reported in `warnings`.
+///
+/// A build killed half-way must leave nothing the next one cannot take over:
+/// before a file is created where none was, the manifest is rewritten as the
+/// union of the old one and `next`, so that every file that may exist after
+/// a kill is owned, and pruned by the next build if it is no longer planned.
 pub fn apply(
     out: &Path,
     files: &[File],
     survey: &Survey,
+    previous: &Previous,
+    next: &Manifest,
+    lock: &mut Lock,
     warnings: &mut Vec<String>,
 ) -> Result<Counts, IoError> {
+    let lock_path = out.join(LOCK_FILE);
+    lock.begin().map_err(io_error(&lock_path, "write"))?;
+    for temp in &survey.stale {
+        fs::remove_file(temp).map_err(io_error(temp, "remove"))?;
+    }
+    if survey
+        .changes
+        .iter()
+        .any(|(_, c)| matches!(c, Change::Create))
+    {
+        let intent = next.union(&previous.entries);
+        write_atomically(
+            &out.join(manifest::FILE_NAME),
+            intent.to_json().as_bytes(),
+            0o644,
+        )?;
+    }
     let is_manifest = |i: usize| files[i].tree_path == manifest::FILE_NAME;
     let mut counts = Counts {
         unchanged: survey.unchanged,
         ..Counts::default()
     };
     let mut manifest_change = None;
+    // Folders made or seen: one mkdir per folder, not per file.
+    let mut folders: HashSet<PathBuf> = HashSet::new();
     for (index, change) in &survey.changes {
         if is_manifest(*index) {
             manifest_change = Some(*index);
@@ -237,6 +450,11 @@ pub fn apply(
         }
         let file = &files[*index];
         let path = out.join(&file.tree_path);
+        let dir = path.parent().expect("output files live in a folder");
+        if !folders.contains(dir) {
+            fs::create_dir_all(dir).map_err(io_error(dir, "create the folder"))?;
+            folders.insert(dir.to_owned());
+        }
         if let Change::Update { edited: true, .. } = change {
             warnings.push(format!(
                 "overwrote `{}`, which had been edited by hand since dsrgen wrote it",
@@ -262,6 +480,7 @@ pub fn apply(
         let file = &files[index];
         write_atomically(&out.join(&file.tree_path), &file.content, file.mode)?;
     }
+    lock.finish().map_err(io_error(&lock_path, "write"))?;
     Ok(counts)
 }
 
@@ -269,12 +488,11 @@ pub fn apply(
 /// so that a reader (or a crash) sees the old file or the new one, never half.
 fn write_atomically(path: &Path, content: &[u8], mode: u32) -> Result<(), IoError> {
     let dir = path.parent().expect("output files live in a folder");
-    fs::create_dir_all(dir).map_err(io_error(dir, "create the folder"))?;
     let name = path
         .file_name()
         .expect("output files have names")
         .to_string_lossy();
-    let temp = dir.join(format!(".{name}.{}.dsrgen-tmp", std::process::id()));
+    let temp = dir.join(format!(".{name}.{}{TEMP_SUFFIX}", std::process::id()));
     let result = (|| {
         let mut file = fs::OpenOptions::new()
             .write(true)

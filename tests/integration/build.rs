@@ -177,10 +177,15 @@ fn a_file_dsrgen_did_not_write_stops_the_build_before_any_write() {
     build(&minimal, &out)
         .code(2)
         .stderr_has("90-dsrgen.conf` exists and dsrgen did not write it");
+    // Nothing but the lock, which says no build is under way.
     assert_eq!(
         tree_files(&out),
-        [PathBuf::from("hosts/web1/etc/sysctl.d/90-dsrgen.conf")]
+        [
+            PathBuf::from(".dsrgen.lock"),
+            PathBuf::from("hosts/web1/etc/sysctl.d/90-dsrgen.conf")
+        ]
     );
+    assert_eq!(std::fs::read(out.join(".dsrgen.lock")).expect("read"), b"");
     check(&minimal, &out).code(2);
     // Identical content is taken over, not a conflict.
     let taken = TempDir::new("take-over");

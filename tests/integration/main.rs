@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod faults;
 mod golden;
 mod support;
-mod system;
+pub mod system;

@@ -203,11 +203,25 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
+        Self::below(&std::env::temp_dir(), name)
+    }
+
+    /// In memory (`/dev/shm`) where the machine has it: for tests that write
+    /// many files many times and are about dsrgen's logic, not the disk's.
+    pub fn in_memory(name: &str) -> Self {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            Self::below(shm, name)
+        } else {
+            Self::new(name)
+        }
+    }
+
+    fn below(parent: &Path, name: &str) -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("dsrgen-test-{}-{n}-{name}", std::process::id()));
+        let path = parent.join(format!("dsrgen-test-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp folder");
         Self(path)

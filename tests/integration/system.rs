@@ -15,7 +15,7 @@ use dsrgen::model::Model;
 use crate::support::{TempDir, Test, root, tree_files, yaml_files};
 
 /// Whether this machine can run a system test needing `tools`; prints why not.
-fn can_run(test: &str, tools: &[&str]) -> bool {
+pub fn can_run(test: &str, tools: &[&str]) -> bool {
     let why = missing(tools);
     let Some(why) = why else { return true };
     assert!(
