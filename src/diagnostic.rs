@@ -149,6 +149,19 @@ fn printable(line: &str) -> String {
         .collect()
 }
 
+/// A value from the inventory as a message quotes it: control and other
+/// unprintable characters escaped, and cut short past 60 characters so that
+/// one hostile value cannot flood the terminal.
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 60;
+    let escaped: String = value.escape_debug().collect();
+    if escaped.chars().count() <= MAX {
+        return escaped;
+    }
+    let cut: String = escaped.chars().take(MAX).collect();
+    format!("{cut}… ({} characters)", value.chars().count())
+}
+
 /// Sort diagnostics by position; file-level ones (no span) first.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Localizer, Location, MessageFormatter};
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, shown};
 use crate::source::{Source, Span};
 
 /// Inventories larger than this are refused before parsing: even a 10,000-host
@@ -69,8 +69,8 @@ impl Scalar {
             Scalar::Null => "nothing (null)".to_owned(),
             Scalar::Bool(b) => format!("boolean `{b}`"),
             Scalar::Int(i) => format!("integer `{i}`"),
-            Scalar::Float(f) => format!("number `{f}`"),
-            Scalar::Str(s) => format!("string `{}`", s.escape_debug()),
+            Scalar::Float(f) => format!("number `{f:?}`"),
+            Scalar::Str(s) => format!("string `{}`", shown(s)),
         }
     }
 }
@@ -320,6 +320,11 @@ pub fn parse(source: &Source) -> Result<Inventory, Diagnostic> {
             max_total_replayed_events: 500_000,
         },
         strict_booleans: true,
+        // Tags have no place in an inventory: unknown ones are refused, and
+        // `!!binary` is not decoded, so that what a reviewer reads is what
+        // dsrgen checks.
+        reject_unsupported_tags: true,
+        ignore_binary_tag_for_string: true,
         with_snippet: false,
     };
     serde_saphyr::from_str_with_options::<Inventory>(source.text(), options)
@@ -339,7 +344,7 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
     }
     let message = match error {
         E::DuplicateMappingKey { key: Some(key), .. } => {
-            format!("duplicate key `{}`", key.escape_debug())
+            format!("duplicate key `{}`", shown(key))
         }
         E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_owned(),
         E::MultipleDocuments { .. } => {
@@ -349,7 +354,7 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
             field, expected, ..
         } => format!(
             "unknown field `{}`, expected one of {}",
-            field.escape_debug(),
+            shown(field),
             expected
                 .iter()
                 .map(|f| format!("`{f}`"))
@@ -357,6 +362,14 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
                 .join(", ")
         ),
         E::Budget { breach, .. } => budget_message(breach),
+        E::NullIntoString { .. } => {
+            "a name or value is missing here (null); write it, quoted if it looks like something else"
+                .to_owned()
+        }
+        E::NonFiniteFloat { .. } => "`.inf` and `.nan` are not values dsrgen accepts".to_owned(),
+        E::UnsupportedTag { .. } => {
+            "YAML tags (`!...`) have no meaning in an inventory; remove it".to_owned()
+        }
         E::AliasReplayCounterOverflow { .. }
         | E::AliasReplayLimitExceeded { .. }
         | E::AliasExpansionLimitExceeded { .. }

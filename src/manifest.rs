@@ -5,6 +5,7 @@
 //! The format carries its own version (`"format": 1`), never dsrgen's, so an
 //! upgrade of dsrgen leaves an unchanged tree byte-identical.
 
+use crate::diagnostic::shown;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -88,8 +89,8 @@ impl Manifest {
             if !safe {
                 warnings.push(format!(
                     "{FILE_NAME} lists `{}` for host `{}`, which is not a path inside `hosts/<host>/`; ignoring it",
-                    entry.path.escape_debug(),
-                    entry.host.escape_debug()
+                    shown(&entry.path),
+                    shown(&entry.host)
                 ));
             }
             safe

@@ -2,6 +2,7 @@
 //! has been checked. Nothing here does I/O, and nothing after validation sees an
 //! address as a string.
 
+use crate::diagnostic::shown;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -28,18 +29,21 @@ impl Name {
         {
             return Err(format!(
                 "name `{}` contains {}; names use lower-case letters, digits, `.`, `_` and `-`",
-                s.escape_debug(),
+                shown(s),
                 describe_char(bad)
             ));
         }
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(format!(
-                "name `{s}` starts with `{first}`; names start with a lower-case letter or a digit"
+                "name `{}` starts with `{}`; names start with a lower-case letter or a digit",
+                shown(s),
+                shown(&first.to_string())
             ));
         }
         if s.len() > Self::MAX_LEN {
             return Err(format!(
-                "name `{s}` is {} characters long; at most {} are allowed",
+                "name `{}` is {} characters long; at most {} are allowed",
+                shown(s),
                 s.len(),
                 Self::MAX_LEN
             ));
@@ -90,7 +94,7 @@ impl IfName {
         {
             return Err(format!(
                 "interface name `{}` contains {}, which Linux refuses",
-                s.escape_debug(),
+                shown(s),
                 describe_char(bad)
             ));
         }
@@ -100,13 +104,14 @@ impl IfName {
         {
             return Err(format!(
                 "interface name `{}` contains {}; dsrgen accepts ASCII letters, digits, `.`, `_` and `-`",
-                s.escape_debug(),
+                shown(s),
                 describe_char(bad)
             ));
         }
         if s.len() > Self::MAX_LEN {
             return Err(format!(
-                "interface name `{s}` is {} bytes long; Linux allows at most {} (IFNAMSIZ)",
+                "interface name `{}` is {} bytes long; Linux allows at most {} (IFNAMSIZ)",
+                shown(s),
                 s.len(),
                 Self::MAX_LEN
             ));
@@ -176,7 +181,7 @@ impl HttpPath {
         if !s.starts_with('/') {
             return Err(format!(
                 "health check path `{}` must start with `/`",
-                s.escape_debug()
+                shown(s)
             ));
         }
         if let Some(bad) = s
@@ -185,7 +190,7 @@ impl HttpPath {
         {
             return Err(format!(
                 "health check path `{}` contains {}; percent-encode it",
-                s.escape_debug(),
+                shown(s),
                 describe_char(bad)
             ));
         }

@@ -9,7 +9,7 @@ use std::ops::RangeInclusive;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::diagnostic::{self, Diagnostic};
+use crate::diagnostic::{self, Diagnostic, shown};
 use crate::inventory::{self as raw, Scalar, Spanned, Value};
 use crate::model::{
     ArpAnnounce, ArpIgnore, Backend, Balancer, Cluster, ClusterId, Defaults, Engine, HashScheduler,
@@ -235,7 +235,7 @@ impl Validator {
         let diagnostic = self.error(
             format!(
                 "{ctx}: unknown {what} `{}`; expected one of {listed}",
-                s.escape_debug()
+                shown(s)
             ),
             value.span,
         );
@@ -282,7 +282,7 @@ impl Validator {
             ),
             Err(_) => format!(
                 "`{}` is not an IPv4 address with a prefix length, like `192.0.2.10/24`",
-                s.escape_debug()
+                shown(s)
             ),
         };
         self.error(format!("{ctx}: {problem}"), value.span);
@@ -308,7 +308,7 @@ impl Validator {
             ),
             Err(_) => format!(
                 "`{}` is not an IPv6 address with a prefix length, like `2001:db8::10/64`",
-                s.escape_debug()
+                shown(s)
             ),
         };
         self.error(format!("{ctx}: {problem}"), value.span);
@@ -326,7 +326,7 @@ impl Validator {
             self.error(
                 format!(
                     "{ctx}: `{}` has a zone; a cluster address is not tied to one link, write it without `%...`",
-                    s.escape_debug()
+                    shown(s)
                 ),
                 value.span,
             );
@@ -334,10 +334,7 @@ impl Validator {
         }
         let Ok(addr) = addr_text.parse::<IpAddr>() else {
             self.error(
-                format!(
-                    "{ctx}: `{}` is not an IPv4 or IPv6 address",
-                    s.escape_debug()
-                ),
+                format!("{ctx}: `{}` is not an IPv4 or IPv6 address", shown(s)),
                 value.span,
             );
             return None;
@@ -349,8 +346,8 @@ impl Validator {
             self.error(
                 format!(
                     "{ctx}: a cluster address is one address, but `{}` has prefix /{}",
-                    s.escape_debug(),
-                    prefix.escape_debug()
+                    shown(s),
+                    shown(prefix)
                 ),
                 value.span,
             )
@@ -1169,7 +1166,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         }
         let suggestion = did_you_mean(name, names.sorted.iter().copied());
         let diagnostic = self.v.error(
-            format!("{ctx}: no {what} is named `{}`", name.escape_debug()),
+            format!("{ctx}: no {what} is named `{}`", shown(name)),
             item.span,
         );
         if let Some(close) = suggestion {
@@ -1422,7 +1419,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                     let diagnostic = self.v.error(
                         format!(
                             "{ctx}: `{}` in `weights` is not among this port's `backends`",
-                            key.value.escape_debug()
+                            shown(&key.value)
                         ),
                         key.span,
                     );

@@ -158,9 +158,41 @@ fn oversized_files_are_refused_before_parsing() {
     let path = dir.join("huge.yaml");
     let file = std::fs::File::create(&path).expect("create file");
     // Sparse: costs no disk.
-    file.set_len(65 * 1024 * 1024).expect("grow file");
+    file.set_len(100 * 1024 * 1024).expect("grow file");
     let out = Test::new().arg("check").arg(&path).run();
     std::fs::remove_dir_all(&dir).expect("remove temp folder");
     out.code(2).stderr_has("is larger than 64 MiB");
     assert_eq!(out.error_count(), 1, "{out}");
+}
+
+/// 70,000 clusters: the ids (1..=65535) run out, and every cluster past them
+/// is reported, at its `id`, in one run.
+#[test]
+fn cluster_ids_run_out() {
+    let mut text = String::from(
+        "version: 1\nbalancers:\n  lb1: { engine: ipvsadm, interface: eth1, address: 198.18.0.1/15 }\nbackends:\n  web1: { interface: eth0, address: 198.18.0.2/15 }\nclusters:\n",
+    );
+    let base = u32::from(std::net::Ipv4Addr::new(198, 18, 4, 0));
+    text.extend((1..=70_000_u32).map(|id| {
+        let address = std::net::Ipv4Addr::from(base + id);
+        format!(
+            "  c{id}: {{ id: {id}, address: {address}, balancers: [lb1], ports: [{{ port: 80, backends: [web1] }}] }}\n"
+        )
+    }));
+    let dir = std::env::temp_dir().join(format!("dsrgen-test-{}-ids", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp folder");
+    let path = dir.join("ids.yaml");
+    std::fs::write(&path, text).expect("write");
+    let started = Instant::now();
+    let out = Test::new().arg("check").arg(&path).run();
+    let took = started.elapsed();
+    std::fs::remove_dir_all(&dir).expect("remove temp folder");
+    out.code(2)
+        .stderr_has("`id` must be an integer from 1 to 65535, found integer `65536`");
+    assert_eq!(
+        out.error_count(),
+        70_000 - 65_535,
+        "one error per cluster past the last id"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
 }

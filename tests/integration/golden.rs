@@ -36,6 +36,11 @@ fn invalid_fixtures_fail_with_their_golden_diagnostics() {
 }
 
 #[test]
+fn hostile_fixtures_fail_with_their_golden_diagnostics() {
+    check_transcripts("fixtures/hostile", "golden/check/hostile", 2);
+}
+
+#[test]
 fn valid_fixtures_pass_with_their_golden_warnings() {
     check_transcripts("fixtures/valid", "golden/check/valid", 0);
 }
