@@ -4,6 +4,8 @@
 mod build;
 mod cli;
 mod faults;
+mod fuzz;
 mod golden;
+mod properties;
 mod support;
 pub mod system;
