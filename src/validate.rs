@@ -268,6 +268,11 @@ impl Validator {
     fn host_v4(&mut self, value: &Value, ctx: &str) -> Option<Spanned<Ipv4Net>> {
         let s = self.string(value, "address", ctx)?;
         let problem = match s.parse::<IpNet>() {
+            Ok(IpNet::V4(net)) if net.prefix_len() == 0 => {
+                format!(
+                    "`{s}` has prefix /0, which puts every address on the host's link; write its subnet"
+                )
+            }
             Ok(IpNet::V4(net)) => {
                 return Some(Spanned {
                     value: net,
@@ -292,6 +297,11 @@ impl Validator {
     fn host_v6(&mut self, value: &Value, ctx: &str) -> Option<Spanned<Ipv6Net>> {
         let s = self.string(value, "address6", ctx)?;
         let problem = match s.parse::<IpNet>() {
+            Ok(IpNet::V6(net)) if net.prefix_len() == 0 => {
+                format!(
+                    "`{s}` has prefix /0, which puts every address on the host's link; write its subnet"
+                )
+            }
             Ok(IpNet::V6(net)) => {
                 return Some(Spanned {
                     value: net,
@@ -1744,6 +1754,10 @@ fn unusable_service_address(addr: IpAddr) -> Option<&'static str> {
                 Some("a link-local address")
             } else if a.to_ipv4_mapped().is_some() {
                 Some("an IPv4-mapped IPv6 address; write the IPv4 address itself")
+            } else if a.segments()[..6] == [0; 6] {
+                Some(
+                    "an IPv4-compatible IPv6 address (deprecated, RFC 4291); write the IPv4 address itself",
+                )
             } else {
                 None
             }
