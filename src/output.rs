@@ -259,8 +259,14 @@ fn unsound_folder(
     Ok(None)
 }
 
-/// Temporary files a killed build left below `dir`.
-fn stale_temporaries(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), IoError> {
+/// Temporary files a killed build left: the manifest's in the folder itself,
+/// the others anywhere below `hosts/`. Nothing else of the folder is read.
+fn stale_temporaries(out: &Path, found: &mut Vec<PathBuf>) -> Result<(), IoError> {
+    scan_temporaries(out, false, found)?;
+    scan_temporaries(&out.join("hosts"), true, found)
+}
+
+fn scan_temporaries(dir: &Path, recurse: bool, found: &mut Vec<PathBuf>) -> Result<(), IoError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -269,11 +275,10 @@ fn stale_temporaries(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), IoError
     for entry in entries {
         let entry = entry.map_err(io_error(dir, "read"))?;
         let kind = entry.file_type().map_err(io_error(dir, "read"))?;
-        let path = entry.path();
-        if kind.is_dir() {
-            stale_temporaries(&path, found)?;
+        if kind.is_dir() && recurse {
+            scan_temporaries(&entry.path(), true, found)?;
         } else if kind.is_file() && is_temporary(&entry.file_name().to_string_lossy()) {
-            found.push(path);
+            found.push(entry.path());
         }
     }
     Ok(())
@@ -295,7 +300,9 @@ pub fn survey(
 ) -> Result<Survey, IoError> {
     let mut survey = Survey::default();
     if lock.interrupted {
-        stale_temporaries(&out.join("hosts"), &mut survey.stale)?;
+        // The manifest's temporaries sit in the folder itself, the others
+        // below `hosts/`.
+        stale_temporaries(out, &mut survey.stale)?;
         survey.warnings.push(format!(
             "the previous build into `{}` was interrupted before it finished",
             out.display()

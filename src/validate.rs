@@ -1830,6 +1830,7 @@ mod tests {
             "ff02::1",
             "fe80::1",
             "::ffff:192.0.2.1",
+            "::192.0.2.1",
         ] {
             assert!(
                 unusable_service_address(bad.parse().unwrap()).is_some(),

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dsrgen::manifest::Manifest;
+
 use crate::support::{Output, TempDir, Test, root, tree_files};
 
 fn build(inventory: &Path, out: &Path) -> Output {
@@ -187,8 +189,15 @@ fn two_builds_at_once_take_turns() {
 
 /// A synthetic inventory: `backends` backends on one /16, `clusters` clusters
 /// of 10 backends each on two ports; `variant` moves weights and membership so
-/// that two variants share most files but not all.
+/// that two variants share most files but not all. Variant 2 has 20 backends
+/// more, so that going from one variant to the other creates files and
+/// removes others.
 fn big_inventory(backends: usize, clusters: usize, variant: usize) -> String {
+    let backends = if variant == 2 {
+        backends + 20
+    } else {
+        backends
+    };
     let mut text = String::from(
         "version: 1\nbalancers:\n  lb1:\n    engine: ipvsadm\n    interface: eth1\n    address: 198.18.0.1/16\nbackends:\n",
     );
@@ -256,6 +265,24 @@ fn builds_killed_at_random_points_converge() {
             contents(&dir)
         })
         .collect();
+    // A build that creates files first writes the union of the old manifest and
+    // the new one (its manifest of intent): a third valid manifest.
+    let manifests: Vec<Manifest> = fresh
+        .iter()
+        .map(|tree| {
+            let text = std::str::from_utf8(&tree[Path::new("manifest.json")]).expect("UTF-8");
+            Manifest::parse(text).expect("a manifest").0
+        })
+        .collect();
+    let intents: Vec<Vec<u8>> = [(0, 1), (1, 0)]
+        .iter()
+        .map(|&(new, old)| {
+            manifests[new]
+                .union(&manifests[old].files)
+                .to_json()
+                .into_bytes()
+        })
+        .collect();
     let out = tmp.join("out");
     let started = Instant::now();
     build(&inventories[0], &out).code(0);
@@ -267,6 +294,7 @@ fn builds_killed_at_random_points_converge() {
         .expect("short")
         .max(1_000);
     let mut interrupted = 0;
+    let mut intent_seen = 0;
     for round in 0..100 {
         let target = &inventories[(round + 1) % 2];
         let mut child = Command::new(env!("CARGO_BIN_EXE_dsrgen"))
@@ -286,7 +314,9 @@ fn builds_killed_at_random_points_converge() {
         }
 
         for (path, bytes) in contents(&out) {
-            let known = fresh.iter().any(|tree| tree.get(&path) == Some(&bytes));
+            let intent = path == Path::new("manifest.json") && intents.contains(&bytes);
+            intent_seen += usize::from(intent);
+            let known = intent || fresh.iter().any(|tree| tree.get(&path) == Some(&bytes));
             assert!(
                 known,
                 "round {round} (seed {seed:#x}): {} is neither version",
@@ -300,7 +330,13 @@ fn builds_killed_at_random_points_converge() {
         interrupted >= 10,
         "only {interrupted} of 100 kills interrupted a write"
     );
-    println!("{interrupted} of 100 kills interrupted a write; one build takes {one_build:?}");
+    assert!(
+        intent_seen >= 1,
+        "no kill landed while a manifest of intent stood"
+    );
+    println!(
+        "{interrupted} of 100 kills interrupted a write, {intent_seen} with a manifest of intent; one build takes {one_build:?}"
+    );
     // The next complete build converges on the clean result.
     build(&inventories[0], &out).code(0);
     assert_eq!(contents(&out), fresh[0], "seed {seed:#x}");
