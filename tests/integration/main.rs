@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod deploy;
 mod faults;
 mod fuzz;
 mod golden;

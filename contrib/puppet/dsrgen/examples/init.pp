@@ -1,0 +1,1 @@
+class { 'dsrgen': output => '/srv/dsrgen/out' }
