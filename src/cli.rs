@@ -46,5 +46,9 @@ pub enum Command {
         /// if anything would, 0 if the folder is up to date.
         #[arg(long)]
         check: bool,
+        /// Also write every file's template and context, one JSON object a
+        /// line, for the benchmark's reference renderer.
+        #[arg(long, value_name = "FILE", hide = true)]
+        dump_contexts: Option<PathBuf>,
     },
 }

@@ -80,14 +80,33 @@ fn execute(cli: &Cli) -> Result<Status, Error> {
             inventory,
             out,
             check,
-        } => build(inventory, out, *check, cli.deny_warnings),
+            dump_contexts,
+        } => build(
+            inventory,
+            out,
+            *check,
+            dump_contexts.as_deref(),
+            cli.deny_warnings,
+        ),
     }
 }
 
-fn build(inventory: &Path, out: &Path, check: bool, deny_warnings: bool) -> Result<Status, Error> {
+fn build(
+    inventory: &Path,
+    out: &Path,
+    check: bool,
+    dump_contexts: Option<&Path>,
+    deny_warnings: bool,
+) -> Result<Status, Error> {
     let (_, model) = compile(inventory, deny_warnings)?;
     let name = plan::inventory_name(inventory);
     let plan = Plan::new(&model, &name);
+    if let Some(path) = dump_contexts {
+        write_contexts(&plan, path).map_err(|e| {
+            print_errors(&[format!("cannot write `{}`: {e}", path.display())]);
+            Error::Output
+        })?;
+    }
     let contents = render::render_all(&plan).map_err(|e| {
         print_errors(&[format!("internal error: {e}")]);
         Error::Output
@@ -158,6 +177,23 @@ fn build(inventory: &Path, out: &Path, check: bool, deny_warnings: bool) -> Resu
         counts.removed
     );
     Ok(Status::Success)
+}
+
+/// The benchmark's input: each planned file's template, path, mode and
+/// context, one JSON object a line.
+fn write_contexts(plan: &Plan, path: &Path) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for file in &plan.files {
+        let line = serde_json::json!({
+            "template": render::Renderer::template_name(file.template),
+            "path": file.tree_path(),
+            "mode": file.mode,
+            "context": &file.context,
+        });
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 /// Every file of the output folder, host files in plan order, the manifest

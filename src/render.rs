@@ -82,14 +82,19 @@ impl Renderer {
         Self { env }
     }
 
+    /// The name of a template, as `templates/<name>.j2` holds it.
+    pub fn template_name(template: Template) -> &'static str {
+        TEMPLATES
+            .iter()
+            .find(|(t, _, _)| *t == template)
+            .map(|(_, name, _)| *name)
+            .expect("every template is listed")
+    }
+
     /// Render one planned file. An error here is a bug in dsrgen (a template and
     /// its context disagree), never a problem of the inventory.
     pub fn render(&self, file: &PlannedFile) -> Result<String, String> {
-        let name = TEMPLATES
-            .iter()
-            .find(|(t, _, _)| *t == file.template)
-            .map(|(_, name, _)| *name)
-            .expect("every template is listed");
+        let name = Self::template_name(file.template);
         self.env
             .get_template(name)
             .and_then(|t| t.render(Value::from(Serde(&file.context))))
@@ -117,7 +122,14 @@ pub fn render_all(plan: &crate::plan::Plan) -> Result<Vec<String>, String> {
                 scope.spawn(move || {
                     files
                         .iter()
-                        .map(|f| renderer.render(f))
+                        .map(|f| {
+                            // Rendering grows each string by doubling; tens of
+                            // thousands of files make the slack count.
+                            renderer.render(f).map(|mut text| {
+                                text.shrink_to_fit();
+                                text
+                            })
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
