@@ -4,7 +4,7 @@
 //! inventory in review wants the whole list.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -266,58 +266,53 @@ impl Validator {
     }
 
     fn host_v4(&mut self, value: &Value, ctx: &str) -> Option<Spanned<Ipv4Net>> {
-        let s = self.string(value, "address", ctx)?;
-        let problem = match s.parse::<IpNet>() {
-            Ok(IpNet::V4(net)) if net.prefix_len() == 0 => {
-                format!(
-                    "`{s}` has prefix /0, which puts every address on the host's link; write its subnet"
-                )
-            }
-            Ok(IpNet::V4(net)) => {
-                return Some(Spanned {
-                    value: net,
-                    span: value.span,
-                });
-            }
-            Ok(IpNet::V6(_)) => format!(
-                "`{s}` is IPv6; `address` holds the IPv4 address, put this one in `address6`"
-            ),
-            Err(_) if s.parse::<Ipv4Addr>().is_ok() => format!(
-                "`{s}` has no prefix length; write the host's address with its subnet, like `{s}/24`"
-            ),
-            Err(_) => format!(
-                "`{}` is not an IPv4 address with a prefix length, like `192.0.2.10/24`",
-                shown(s)
-            ),
+        let net = self.host_address(value, ctx, false)?;
+        let IpNet::V4(v4) = net.value else {
+            unreachable!("host_address checked the family")
         };
-        self.error(format!("{ctx}: {problem}"), value.span);
-        None
+        Some(Spanned {
+            value: v4,
+            span: net.span,
+        })
     }
 
     fn host_v6(&mut self, value: &Value, ctx: &str) -> Option<Spanned<Ipv6Net>> {
-        let s = self.string(value, "address6", ctx)?;
+        let net = self.host_address(value, ctx, true)?;
+        let IpNet::V6(v6) = net.value else {
+            unreachable!("host_address checked the family")
+        };
+        Some(Spanned {
+            value: v6,
+            span: net.span,
+        })
+    }
+
+    /// A host's own address with its prefix: `address` (IPv4) or `address6`.
+    fn host_address(&mut self, value: &Value, ctx: &str, ipv6: bool) -> Option<Spanned<IpNet>> {
+        let (field, family, other, other_family, bits, example) = if ipv6 {
+            ("address6", "IPv6", "address", "IPv4", 64, "2001:db8::10/64")
+        } else {
+            ("address", "IPv4", "address6", "IPv6", 24, "192.0.2.10/24")
+        };
+        let s = self.string(value, field, ctx)?;
         let problem = match s.parse::<IpNet>() {
-            Ok(IpNet::V6(net)) if net.prefix_len() == 0 => {
-                format!(
-                    "`{s}` has prefix /0, which puts every address on the host's link; write its subnet"
-                )
-            }
-            Ok(IpNet::V6(net)) => {
+            Ok(net) if matches!(net, IpNet::V6(_)) != ipv6 => format!(
+                "`{s}` is {other_family}; `{field}` holds the {family} address, put this one in `{other}`"
+            ),
+            Ok(net) if net.prefix_len() == 0 => format!(
+                "`{s}` has prefix /0, which puts every address on the host's link; write its subnet"
+            ),
+            Ok(net) => {
                 return Some(Spanned {
                     value: net,
                     span: value.span,
                 });
             }
-            Ok(IpNet::V4(_)) => {
-                format!(
-                    "`{s}` is IPv4; `address6` holds the IPv6 address, put this one in `address`"
-                )
-            }
-            Err(_) if s.parse::<Ipv6Addr>().is_ok() => format!(
-                "`{s}` has no prefix length; write the host's address with its subnet, like `{s}/64`"
+            Err(_) if s.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6() == ipv6) => format!(
+                "`{s}` has no prefix length; write the host's address with its subnet, like `{s}/{bits}`"
             ),
             Err(_) => format!(
-                "`{}` is not an IPv6 address with a prefix length, like `2001:db8::10/64`",
+                "`{}` is not an {family} address with a prefix length, like `{example}`",
                 shown(s)
             ),
         };
