@@ -273,16 +273,26 @@ pub fn load(path: &std::path::Path, display_name: &str) -> Result<Source, Diagno
     let cannot_read =
         |e: std::io::Error| Diagnostic::file_error(format!("cannot read `{display_name}`: {e}"));
     let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let too_large = || {
+        Diagnostic::file_error(format!(
+            "`{display_name}` is larger than {} MiB; an inventory is expected to be a few megabytes",
+            MAX_FILE_BYTES / 1024 / 1024
+        ))
+    };
+    // A regular file says its size up front; anything else is read up to the cap.
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > MAX_FILE_BYTES)
+    {
+        return Err(too_large());
+    }
     let mut bytes = Vec::new();
     // Read one byte past the cap so that a file growing under us is caught too.
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(cannot_read)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Diagnostic::file_error(format!(
-            "`{display_name}` is larger than {} MiB; an inventory is expected to be a few megabytes",
-            MAX_FILE_BYTES / 1024 / 1024
-        )));
+        return Err(too_large());
     }
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
