@@ -5,7 +5,8 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::support::{
-    TempDir, Test, assert_no_failures, golden_tree, root, stale_goldens, tree_files, yaml_files,
+    API_CLUSTER, TempDir, Test, assert_no_failures, golden_tree, root, stale_goldens, tree_files,
+    yaml_files,
 };
 
 /// Every valid fixture and shipped example builds to its golden tree.
@@ -61,15 +62,6 @@ fn inode(path: &Path) -> u64 {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .ino()
 }
-
-const API_CLUSTER: &str = "  api:
-    id: 2
-    address: 192.0.2.182
-    balancers: [lb1]
-    ports:
-      - port: 8080
-        backends: [web1]
-";
 
 /// The walk-through of the issue: build into an empty folder, build again,
 /// edit, check, build, check; a file placed by hand survives it all.

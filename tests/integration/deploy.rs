@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{TempDir, Test, root, tree_files};
+use crate::support::{API_CLUSTER, TempDir, Test, root, tree_files};
 
 /// The wrapper that stands for the reload commands: it logs each command per
 /// host, and runs the host's own deployed loopback script for real.
@@ -126,15 +126,6 @@ impl Lab {
     }
 }
 
-const API: &str = "  api:
-    id: 2
-    address: 192.0.2.182
-    balancers: [lb1]
-    ports:
-      - port: 8080
-        backends: [web1]
-";
-
 const WWW: &str = "  www:
     id: 1
     address: 192.0.2.181
@@ -144,10 +135,27 @@ const WWW: &str = "  www:
         backends: [web1, web2]
 ";
 
+/// The reloads of a backend's files, in the order both integrations run them.
+const RELOADS: [&str; 4] = [
+    "sysctl --system",
+    "systemctl daemon-reload",
+    "/usr/local/sbin/dsrgen-vips up",
+    "networkctl reload",
+];
+
+/// What a backend that stops serving runs: its script takes its addresses
+/// down before it goes, and the other files' reloads run once more.
+const RELOADS_ON_REMOVAL: [&str; 4] = [
+    "/usr/local/sbin/dsrgen-vips down",
+    "sysctl --system",
+    "systemctl daemon-reload",
+    "networkctl reload",
+];
+
 fn inventories() -> (String, String) {
     let minimal =
         std::fs::read_to_string(root().join("fixtures/valid/minimal.yaml")).expect("read");
-    let both = format!("{minimal}{API}");
+    let both = format!("{minimal}{API_CLUSTER}");
     // Without `www`, web2 serves nothing: all its files go.
     let api_only = both.replace(WWW, "");
     assert_ne!(both, api_only);
@@ -212,12 +220,7 @@ fn the_ansible_role_deploys_prunes_and_reloads_once() {
             .unwrap_or_else(|| panic!("no recap for {host} in:\n{text}"))
             .to_owned()
     };
-    let reloads = [
-        "sysctl --system",
-        "systemctl daemon-reload",
-        "/usr/local/sbin/dsrgen-vips up",
-        "networkctl reload",
-    ];
+    let reloads = RELOADS;
 
     lab.build(&both);
     let first = playbook();
@@ -243,17 +246,7 @@ fn the_ansible_role_deploys_prunes_and_reloads_once() {
     assert!(recap(&third, "web2").contains("failed=0"), "{third}");
     lab.assert_deployed("web1", &[]);
     lab.assert_deployed("web2", &["etc/hand.txt"]);
-    // web2's script took its addresses down before it went, and the other
-    // files' reloads ran once more.
-    assert_eq!(
-        lab.log("web2")[reloads.len()..],
-        [
-            "/usr/local/sbin/dsrgen-vips down",
-            "sysctl --system",
-            "systemctl daemon-reload",
-            "networkctl reload"
-        ]
-    );
+    assert_eq!(lab.log("web2")[reloads.len()..], RELOADS_ON_REMOVAL);
     assert!(lab.manifest_files("web2").is_empty());
     assert_eq!(
         std::fs::read_to_string(lab.host_root("web2").join("etc/hand.txt")).expect("hand file"),
@@ -308,12 +301,7 @@ fn the_puppet_module_deploys_prunes_and_reloads_once() {
         );
         code
     };
-    let reloads = [
-        "sysctl --system",
-        "systemctl daemon-reload",
-        "/usr/local/sbin/dsrgen-vips up",
-        "networkctl reload",
-    ];
+    let reloads = RELOADS;
 
     lab.build(&both);
     for host in ["web1", "web2"] {
@@ -332,15 +320,7 @@ fn the_puppet_module_deploys_prunes_and_reloads_once() {
     lab.build(&api_only);
     assert_eq!(apply("web2"), Some(2));
     lab.assert_deployed("web2", &["etc/hand.txt"]);
-    assert_eq!(
-        lab.log("web2")[reloads.len()..],
-        [
-            "/usr/local/sbin/dsrgen-vips down",
-            "sysctl --system",
-            "systemctl daemon-reload",
-            "networkctl reload"
-        ]
-    );
+    assert_eq!(lab.log("web2")[reloads.len()..], RELOADS_ON_REMOVAL);
     assert_eq!(
         apply("web2"),
         Some(0),

@@ -297,3 +297,14 @@ pub fn golden_tree(golden_dir: &Path, actual: &Path, failures: &mut Vec<String>)
         golden(&golden_dir.join(&file), &actual_text, failures);
     }
 }
+
+/// A second cluster on `web1` alone, appended to `fixtures/valid/minimal.yaml`
+/// by tests that change an inventory.
+pub const API_CLUSTER: &str = "  api:
+    id: 2
+    address: 192.0.2.182
+    balancers: [lb1]
+    ports:
+      - port: 8080
+        backends: [web1]
+";
