@@ -5,8 +5,8 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::support::{
-    API_CLUSTER, TempDir, Test, assert_no_failures, golden_tree, root, stale_goldens, tree_files,
-    yaml_files,
+    API_CLUSTER, TempDir, Test, assert_no_failures, build, golden_tree, root, stale_goldens,
+    tree_files, yaml_files,
 };
 
 /// Every valid fixture and shipped example builds to its golden tree.
@@ -36,15 +36,6 @@ fn valid_fixtures_build_their_golden_trees() {
     }
     stale_goldens(Path::new("golden/build"), &wanted, &mut failures);
     assert_no_failures(&failures);
-}
-
-fn build(inventory: &Path, out: &Path) -> crate::support::Output {
-    Test::new()
-        .arg("build")
-        .arg(inventory)
-        .arg("--out")
-        .arg(out)
-        .run()
 }
 
 fn check(inventory: &Path, out: &Path) -> crate::support::Output {

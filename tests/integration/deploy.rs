@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{API_CLUSTER, TempDir, Test, root, tree_files};
+use crate::support::{API_CLUSTER, TempDir, build, root, tree_files};
 
 /// The wrapper that stands for the reload commands: it logs each command per
 /// host, and runs the host's own deployed loopback script for real.
@@ -47,13 +47,7 @@ impl Lab {
     /// build it.
     fn build(&self, text: &str) {
         std::fs::write(&self.inventory, text).expect("write inventory");
-        Test::new()
-            .arg("build")
-            .arg(&self.inventory)
-            .arg("--out")
-            .arg(&self.out)
-            .run()
-            .code(0);
+        build(&self.inventory, &self.out).code(0);
     }
 
     fn host_root(&self, host: &str) -> PathBuf {

@@ -11,16 +11,7 @@ use std::time::{Duration, Instant};
 
 use dsrgen::manifest::Manifest;
 
-use crate::support::{Output, TempDir, Test, root, tree_files};
-
-fn build(inventory: &Path, out: &Path) -> Output {
-    Test::new()
-        .arg("build")
-        .arg(inventory)
-        .arg("--out")
-        .arg(out)
-        .run()
-}
+use crate::support::{TempDir, build, root, tree_files};
 
 fn minimal() -> PathBuf {
     root().join("fixtures/valid/minimal.yaml")

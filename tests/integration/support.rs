@@ -46,6 +46,16 @@ impl Test {
     }
 }
 
+/// `dsrgen build INVENTORY --out OUT`.
+pub fn build(inventory: &Path, out: &Path) -> Output {
+    Test::new()
+        .arg("build")
+        .arg(inventory)
+        .arg("--out")
+        .arg(out)
+        .run()
+}
+
 #[derive(Debug)]
 pub struct Output {
     args: Vec<OsString>,

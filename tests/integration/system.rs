@@ -446,6 +446,16 @@ struct BalancerFiles {
     _out: TempDir,
 }
 
+impl BalancerFiles {
+    /// (fixture, interface, file) for every file of every fixture.
+    fn flat(built: &[Self]) -> Vec<(&str, &String, &PathBuf)> {
+        built
+            .iter()
+            .flat_map(|b| b.files.iter().map(move |(i, f)| (b.fixture.as_str(), i, f)))
+            .collect()
+    }
+}
+
 /// The file at `suffix` of every balancer of every fixture that has one.
 fn balancer_files(suffix: &str) -> Vec<BalancerFiles> {
     yaml_files("fixtures/valid")
@@ -481,10 +491,7 @@ fn keepalived_accepts_every_generated_configuration() {
         return;
     }
     let built = balancer_files("etc/keepalived/keepalived.conf");
-    let files: Vec<(&str, &String, &PathBuf)> = built
-        .iter()
-        .flat_map(|b| b.files.iter().map(move |(i, f)| (b.fixture.as_str(), i, f)))
-        .collect();
+    let files = BalancerFiles::flat(&built);
     assert!(
         files.len() >= 4,
         "only {} keepalived.conf files",
@@ -522,10 +529,7 @@ fn nft_accepts_every_generated_ruleset_and_reloads_it_atomically() {
         return;
     }
     let built = balancer_files("etc/nftables.d/dsrgen.nft");
-    let files: Vec<(&str, &String, &PathBuf)> = built
-        .iter()
-        .flat_map(|b| b.files.iter().map(move |(i, f)| (b.fixture.as_str(), i, f)))
-        .collect();
+    let files = BalancerFiles::flat(&built);
     assert!(files.len() >= 3, "only {} nftables files", files.len());
     for (fixture, interface, file) in files {
         let f = file.display();
