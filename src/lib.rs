@@ -100,17 +100,18 @@ fn build(
 ) -> Result<Status, Error> {
     let (_, model) = compile(inventory, deny_warnings)?;
     let name = plan::inventory_name(inventory);
-    let plan = Plan::new(&model, &name);
+    let mut plan = Plan::new(&model, &name);
     if let Some(path) = dump_contexts {
         write_contexts(&plan, path).map_err(|e| {
             print_errors(&[format!("cannot write `{}`: {e}", path.display())]);
             Error::Output
         })?;
     }
-    let contents = render::render_all(&plan).map_err(|e| {
-        print_errors(&[format!("internal error: {e}")]);
-        Error::Output
-    })?;
+    let contents =
+        render::render_all(&plan.files, std::mem::take(&mut plan.contexts)).map_err(|e| {
+            print_errors(&[format!("internal error: {e}")]);
+            Error::Output
+        })?;
     let (files, manifest) = tree_files(&plan, &name, contents);
 
     let mut warnings = Vec::new();
@@ -183,12 +184,12 @@ fn build(
 /// context, one JSON object a line.
 fn write_contexts(plan: &Plan, path: &Path) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for file in &plan.files {
+    for (file, context) in plan.files.iter().zip(&plan.contexts) {
         let line = serde_json::json!({
             "template": render::Renderer::template_name(file.template),
             "path": file.tree_path(),
             "mode": file.mode,
-            "context": &file.context,
+            "context": context,
         });
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;

@@ -5,3 +5,6 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     dsrgen::run(std::env::args_os())
 }
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -44,8 +44,9 @@ pub enum Template {
     Nftables,
 }
 
-/// One file of the output tree, not yet rendered.
-#[derive(Clone, Debug, Serialize)]
+/// One file of the output tree, not yet rendered. Its context is kept apart,
+/// in [`Plan::contexts`], so that rendering can consume it.
+#[derive(Clone, Debug)]
 pub struct PlannedFile {
     pub host: Name,
     pub role: Role,
@@ -54,9 +55,7 @@ pub struct PlannedFile {
     pub mode: u32,
     /// The command that makes the host pick the file up.
     pub reload: &'static str,
-    #[serde(skip)]
     pub template: Template,
-    pub context: Context,
 }
 
 impl PlannedFile {
@@ -263,10 +262,12 @@ pub struct NftablesRule {
     pub slots: Vec<String>,
 }
 
-/// Every file of the tree, sorted by host and path.
+/// Every file of the tree, sorted by host and path, and the context each is
+/// rendered with (`contexts[i]` is `files[i]`'s).
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub files: Vec<PlannedFile>,
+    pub contexts: Vec<Context>,
 }
 
 impl Plan {
@@ -284,8 +285,9 @@ impl Plan {
                 balancer_files(model, name, balancer, inventory, &mut files);
             }
         }
-        files.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
-        Self { files }
+        files.sort_by(|(a, _), (b, _)| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+        let (files, contexts) = files.into_iter().unzip();
+        Self { files, contexts }
     }
 }
 
@@ -294,18 +296,20 @@ fn backend_files(
     name: &Name,
     backend: &Backend,
     inventory: &str,
-    files: &mut Vec<PlannedFile>,
+    files: &mut Vec<(PlannedFile, Context)>,
 ) {
     let outputs = &model.defaults.outputs;
     let device = &backend.vip_device;
-    let file = |path: String, mode, reload, template, context| PlannedFile {
-        host: name.clone(),
-        role: Role::Backend,
-        path,
-        mode,
-        reload,
-        template,
-        context,
+    let file = |path: String, mode, reload, template, context| {
+        let file = PlannedFile {
+            host: name.clone(),
+            role: Role::Backend,
+            path,
+            mode,
+            reload,
+            template,
+        };
+        (file, context)
     };
     let addresses: Vec<HeldAddress> = backend
         .vips
@@ -534,17 +538,19 @@ fn balancer_files(
     name: &Name,
     balancer: &Balancer,
     inventory: &str,
-    files: &mut Vec<PlannedFile>,
+    files: &mut Vec<(PlannedFile, Context)>,
 ) {
     let rows = services(model, balancer);
-    let file = |path: &str, mode, reload, template, context| PlannedFile {
-        host: name.clone(),
-        role: Role::Balancer,
-        path: path.to_owned(),
-        mode,
-        reload,
-        template,
-        context,
+    let file = |path: &str, mode, reload, template, context| {
+        let file = PlannedFile {
+            host: name.clone(),
+            role: Role::Balancer,
+            path: path.to_owned(),
+            mode,
+            reload,
+            template,
+        };
+        (file, context)
     };
     let interface = &balancer.interface;
     let label = |cluster: &Name| {
@@ -857,31 +863,32 @@ fn script_files(
     host: &Name,
     role: Role,
     inventory: &str,
-    files: &mut Vec<PlannedFile>,
+    files: &mut Vec<(PlannedFile, Context)>,
     context: ScriptContext,
 ) {
-    files.push(PlannedFile {
+    let script = PlannedFile {
         host: host.clone(),
         role,
         path: SCRIPT_PATH.to_owned(),
         mode: 0o755,
         reload: "/usr/local/sbin/dsrgen-vips up",
         template: Template::Script,
-        context: Context::Script(context),
-    });
-    files.push(PlannedFile {
+    };
+    files.push((script, Context::Script(context)));
+    let service = PlannedFile {
         host: host.clone(),
         role,
         path: "etc/systemd/system/dsrgen-vips.service".to_owned(),
         mode: 0o644,
         reload: "systemctl daemon-reload",
         template: Template::Service,
-        context: Context::Service(ServiceContext {
-            inventory: inventory.to_owned(),
-            host: host.clone(),
-            script: format!("/{SCRIPT_PATH}"),
-        }),
-    });
+    };
+    let context = ServiceContext {
+        inventory: inventory.to_owned(),
+        host: host.clone(),
+        script: format!("/{SCRIPT_PATH}"),
+    };
+    files.push((service, Context::Service(context)));
 }
 
 fn family(address: IpAddr) -> &'static str {

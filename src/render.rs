@@ -6,7 +6,9 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
-use crate::plan::{PlannedFile, Template};
+use std::sync::Mutex;
+
+use crate::plan::{Context, PlannedFile, Role, Template};
 
 /// Each template's name and source.
 const TEMPLATES: &[(Template, &str, &str)] = &[
@@ -91,13 +93,14 @@ impl Renderer {
             .expect("every template is listed")
     }
 
-    /// Render one planned file. An error here is a bug in dsrgen (a template and
-    /// its context disagree), never a problem of the inventory.
-    pub fn render(&self, file: &PlannedFile) -> Result<String, String> {
+    /// Render one planned file with its context. An error here is a bug in
+    /// dsrgen (a template and its context disagree), never a problem of the
+    /// inventory.
+    pub fn render(&self, file: &PlannedFile, context: &Context) -> Result<String, String> {
         let name = Self::template_name(file.template);
         self.env
             .get_template(name)
-            .and_then(|t| t.render(Value::from(Serde(&file.context))))
+            .and_then(|t| t.render(Value::from(Serde(context))))
             .map_err(|e| format!("rendering {} with {name}: {e:#}", file.tree_path()))
     }
 }
@@ -108,36 +111,59 @@ impl Default for Renderer {
     }
 }
 
-/// Render every file of the plan, in plan order, on all cores.
-pub fn render_all(plan: &crate::plan::Plan) -> Result<Vec<String>, String> {
+/// Render every file on all cores, consuming the contexts: each is dropped as
+/// soon as its file is rendered, so that contexts and contents are never all
+/// in memory at once. `contexts[i]` is `files[i]`'s; contents come back in the
+/// same order.
+pub fn render_all(files: &[PlannedFile], contexts: Vec<Context>) -> Result<Vec<String>, String> {
+    assert_eq!(files.len(), contexts.len(), "one context a file");
     let renderer = Renderer::new();
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let chunk = plan.files.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = plan
-            .files
-            .chunks(chunk)
-            .map(|files| {
-                let renderer = &renderer;
-                scope.spawn(move || {
-                    files
-                        .iter()
-                        .map(|f| {
-                            // Rendering grows each string by doubling; tens of
-                            // thousands of files make the slack count.
-                            renderer.render(f).map(|mut text| {
-                                text.shrink_to_fit();
-                                text
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()
+    // Threads take one file at a time. A balancer's tables are few and large
+    // (one keepalived.conf holds every service), a backend's files many and
+    // small: the large go first, so that no thread is left alone with one at
+    // the end.
+    let mut work: Vec<(usize, Context)> = contexts.into_iter().enumerate().collect();
+    work.sort_by_key(|(i, _)| files[*i].role != Role::Balancer);
+    let queue = Mutex::new(work.into_iter());
+    let next = || queue.lock().expect("a render thread panicked").next();
+    let results: Vec<Vec<(usize, Result<String, String>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some((i, context)) = next() {
+                        // Rendering grows each string by doubling; tens of
+                        // thousands of files make the slack count.
+                        let text = renderer.render(&files[i], &context).map(|mut text| {
+                            text.shrink_to_fit();
+                            text
+                        });
+                        drop(context);
+                        done.push((i, text));
+                    }
+                    done
                 })
             })
             .collect();
-        let mut contents = Vec::with_capacity(plan.files.len());
-        for worker in workers {
-            contents.extend(worker.join().expect("a render thread panicked")?);
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a render thread panicked"))
+            .collect()
+    });
+    let mut texts = vec![String::new(); files.len()];
+    let mut first_error: Option<(usize, String)> = None;
+    for (i, text) in results.into_iter().flatten() {
+        match text {
+            Ok(text) => texts[i] = text,
+            Err(e) if first_error.as_ref().is_none_or(|(at, _)| i < *at) => {
+                first_error = Some((i, e));
+            }
+            Err(_) => {}
         }
-        Ok(contents)
-    })
+    }
+    match first_error {
+        Some((_, e)) => Err(e),
+        None => Ok(texts),
+    }
 }

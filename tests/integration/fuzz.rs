@@ -2,7 +2,9 @@
 //! toolchain: inputs are the fixtures, mutated at random (bytes flipped,
 //! inserted, deleted, duplicated, spliced, and YAML tokens dropped in), and
 //! every one must come back as a model or diagnostics, never a panic or a
-//! hang. It is not coverage-guided: it trades depth for running anywhere.
+//! hang. Each is also parsed in two and in three parts, which must give
+//! exactly what one pass gives. It is not coverage-guided: it trades depth for
+//! running anywhere.
 //!
 //! It runs for `DSRGEN_FUZZ_SECONDS`, else 60 s under CI (`CI` set), else 3 s.
 //! An input that fails is written to `fixtures/hostile/fuzz-<hash>.yaml`, to
@@ -126,7 +128,16 @@ fn compile(bytes: &[u8]) {
         return; // `load` refuses non-UTF-8 before parsing, as a test shows
     };
     let source = Source::new("fuzz.yaml", text);
-    let Ok(raw) = dsrgen::inventory::parse(&source) else {
+    let parsed = dsrgen::inventory::parse_in_parts(&source, 1);
+    // Differential: a large inventory is parsed in parts; whatever the text,
+    // that must give exactly the one-pass result.
+    for parts in [2, 3] {
+        assert!(
+            dsrgen::inventory::parse_in_parts(&source, parts) == parsed,
+            "parsing in {parts} parts differs from one pass"
+        );
+    }
+    let Ok(raw) = parsed else {
         return;
     };
     let validated = dsrgen::validate::validate(&raw);
@@ -135,7 +146,8 @@ fn compile(bytes: &[u8]) {
     }
     if let Some(model) = validated.model {
         let plan = Plan::new(&model, "fuzz.yaml");
-        dsrgen::render::render_all(&plan).expect("a valid model renders");
+        dsrgen::render::render_all(&plan.files, plan.contexts.clone())
+            .expect("a valid model renders");
     }
 }
 

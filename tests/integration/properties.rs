@@ -241,7 +241,7 @@ proptest! {
         prop_assert!(errors.is_empty(), "{text}\n{}", errors.join("\n"));
         let model = validated.model.expect("no errors, so a model");
         let plan = Plan::new(&model, "random.yaml");
-        let contents = dsrgen::render::render_all(&plan).map_err(TestCaseError::fail)?;
+        let contents = dsrgen::render::render_all(&plan.files, plan.contexts.clone()).map_err(TestCaseError::fail)?;
         prop_assert!(!contents.is_empty());
         for (file, content) in plan.files.iter().zip(&contents) {
             let path = file.tree_path();
