@@ -443,34 +443,44 @@ pub fn apply(
         )?;
     }
     let is_manifest = |i: usize| files[i].tree_path == manifest::FILE_NAME;
+    let manifest_change = survey.changes.iter().find(|(i, _)| is_manifest(*i));
+    let writes: Vec<&(usize, Change)> = survey
+        .changes
+        .iter()
+        .filter(|(i, _)| !is_manifest(*i))
+        .collect();
+    // Creating files is mostly the kernel's work on folders and inodes, and it
+    // goes faster on every core. Each writer takes a run of files in tree
+    // order, so that a host's folders are mostly made by one of them.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(writes.len().div_ceil(64))
+        .max(1);
+    let runs: Vec<(Vec<String>, Result<(), IoError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = writes
+            .chunks(writes.len().div_ceil(threads).max(1))
+            .map(|run| scope.spawn(move || write_files(out, files, run)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a writer thread panicked"))
+            .collect()
+    });
+    let mut failed = None;
+    for (run_warnings, result) in runs {
+        warnings.extend(run_warnings);
+        if let (Err(e), None) = (result, &failed) {
+            failed = Some(e);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let mut counts = Counts {
+        written: writes.len(),
         unchanged: survey.unchanged,
         ..Counts::default()
     };
-    let mut manifest_change = None;
-    // Folders made or seen: one mkdir per folder, not per file.
-    let mut folders: HashSet<PathBuf> = HashSet::new();
-    for (index, change) in &survey.changes {
-        if is_manifest(*index) {
-            manifest_change = Some(*index);
-            continue;
-        }
-        let file = &files[*index];
-        let path = out.join(&file.tree_path);
-        let dir = path.parent().expect("output files live in a folder");
-        if !folders.contains(dir) {
-            fs::create_dir_all(dir).map_err(io_error(dir, "create the folder"))?;
-            folders.insert(dir.to_owned());
-        }
-        if let Change::Update { edited: true, .. } = change {
-            warnings.push(format!(
-                "overwrote `{}`, which had been edited by hand since dsrgen wrote it",
-                path.display()
-            ));
-        }
-        write_atomically(&path, &file.content, file.mode)?;
-        counts.written += 1;
-    }
     for removal in &survey.removals {
         let path = out.join(&removal.tree_path);
         if removal.edited {
@@ -483,12 +493,46 @@ pub fn apply(
         remove_empty_parents(out, &path);
         counts.removed += 1;
     }
-    if let Some(index) = manifest_change {
-        let file = &files[index];
+    if let Some((index, _)) = manifest_change {
+        let file = &files[*index];
         write_atomically(&out.join(&file.tree_path), &file.content, file.mode)?;
     }
     lock.finish().map_err(io_error(&lock_path, "write"))?;
     Ok(counts)
+}
+
+/// Write a run of changed files, with a warning for each that had been edited
+/// by hand; stop at the first failure.
+fn write_files(
+    out: &Path,
+    files: &[File],
+    run: &[&(usize, Change)],
+) -> (Vec<String>, Result<(), IoError>) {
+    let mut warnings = Vec::new();
+    // Folders made or seen: one mkdir per folder, not per file.
+    let mut folders: HashSet<PathBuf> = HashSet::new();
+    for (index, change) in run {
+        let file = &files[*index];
+        let path = out.join(&file.tree_path);
+        let dir = path.parent().expect("output files live in a folder");
+        if !folders.contains(dir) {
+            // create_dir_all takes a folder made meanwhile by another writer.
+            if let Err(e) = fs::create_dir_all(dir) {
+                return (warnings, Err(io_error(dir, "create the folder")(e)));
+            }
+            folders.insert(dir.to_owned());
+        }
+        if let Change::Update { edited: true, .. } = change {
+            warnings.push(format!(
+                "overwrote `{}`, which had been edited by hand since dsrgen wrote it",
+                path.display()
+            ));
+        }
+        if let Err(e) = write_atomically(&path, &file.content, file.mode) {
+            return (warnings, Err(e));
+        }
+    }
+    (warnings, Ok(()))
 }
 
 /// Write through a temporary file in the same folder and rename it into place,
