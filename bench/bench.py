@@ -93,6 +93,9 @@ def bench(size):
     inventory = os.path.join(here, "inventory.yaml")
     with open(inventory, "w") as f:
         f.write(run([os.path.join(ROOT, "target/release/examples/gen_inventory"), size]).stdout)
+    checked = run([DSRGEN, "check", inventory])
+    if checked.stderr:
+        raise SystemExit(f"the generated inventory must check clean:\n{checked.stderr}")
     out = os.path.join(here, "out")
     rows = {}
     rows["check"] = timed([DSRGEN, "check", inventory])
