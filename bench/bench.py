@@ -2,7 +2,12 @@
 """dsrgen's benchmark, side by side with its floors, in one run on one
 filesystem. From the repository's root:
 
-    python3 bench/bench.py [S] [M] [L]        (default: M L)
+    python3 bench/bench.py [--dir DIR] [S] [M] [L]        (default: M L)
+
+The trees are written below DIR (default target/bench). File creation on a
+shared disk swings several-fold with background writeback; on tmpfs
+(`--dir /dev/shm/dsrgen-bench`) it is the kernel's CPU work alone, and the
+ratios are steady.
 
 It builds dsrgen in release mode, generates the synthetic inventories
 (examples/gen_inventory.rs), and for each size reports wall time (best of
@@ -86,17 +91,20 @@ def clean(path):
     return go
 
 
-def bench(size):
+def bench(size, trees):
     here = os.path.join(WORK, size)
     shutil.rmtree(here, ignore_errors=True)
     os.makedirs(here)
+    trees = os.path.join(trees, size)
+    shutil.rmtree(trees, ignore_errors=True)
+    os.makedirs(trees)
     inventory = os.path.join(here, "inventory.yaml")
     with open(inventory, "w") as f:
         f.write(run([os.path.join(ROOT, "target/release/examples/gen_inventory"), size]).stdout)
     checked = run([DSRGEN, "check", inventory])
     if checked.stderr:
         raise SystemExit(f"the generated inventory must check clean:\n{checked.stderr}")
-    out = os.path.join(here, "out")
+    out = os.path.join(trees, "out")
     rows = {}
     rows["check"] = timed([DSRGEN, "check", inventory])
     rows["build, empty folder"] = timed([DSRGEN, "build", inventory, "--out", out], before=clean(out))
@@ -121,7 +129,7 @@ def bench(size):
         f.write(text)
     run([DSRGEN, "build", inventory, "--out", out])
 
-    copy = os.path.join(here, "copy")
+    copy = os.path.join(trees, "copy")
     rows["cp -a of the tree"] = timed(["cp", "-a", out, copy], before=clean(copy))
     rows["read every file"] = timed(["sh", "-c", f"find {out} -type f -exec cat {{}} + > /dev/null"])
 
@@ -130,22 +138,30 @@ def bench(size):
     contexts = os.path.join(here, "contexts.jsonl")
     # --check into a folder that does not exist: writes nothing, exits 1 (drift).
     subprocess.run(
-        [DSRGEN, "build", inventory, "--out", os.path.join(here, "none"), "--check", "--dump-contexts", contexts],
+        [DSRGEN, "build", inventory, "--out", os.path.join(trees, "none"), "--check", "--dump-contexts", contexts],
         capture_output=True,
     )
     reference = os.path.join(ROOT, "bench", "reference.py")
     templates = os.path.join(ROOT, "templates")
     rows["Jinja2, in memory"] = (float(run([sys.executable, reference, contexts, templates]).stdout.split()[0]), None)
-    ref_out = os.path.join(here, "jinja2")
+    ref_out = os.path.join(trees, "jinja2")
     clean(ref_out)()
     started = time.perf_counter()
     run([sys.executable, reference, contexts, templates, ref_out])
     rows["Jinja2, to disk"] = (time.perf_counter() - started, None)
+    if not trees.startswith(WORK + os.sep):
+        shutil.rmtree(trees, ignore_errors=True)  # only target/ keeps them
     return rows, files
 
 
 def main():
-    sizes = sys.argv[1:] or ["M", "L"]
+    args = sys.argv[1:]
+    trees = WORK
+    if "--dir" in args:
+        at = args.index("--dir")
+        trees = os.path.abspath(args[at + 1])
+        del args[at : at + 2]
+    sizes = args or ["M", "L"]
     ensure_jinja2()
     subprocess.run(
         ["cargo", "build", "--release", "-q", "--bin", "dsrgen", "--example", "gen_inventory", "--example", "render_bench"],
@@ -153,7 +169,7 @@ def main():
         check=True,
     )
     os.makedirs(WORK, exist_ok=True)
-    results = {size: bench(size) for size in sizes}
+    results = {size: bench(size, trees) for size in sizes}
 
     lines = ["| | " + " | ".join(f"{s} ({results[s][1]} files)" for s in sizes) + " |",
              "|---|" + "---|" * len(sizes)]
@@ -189,6 +205,8 @@ def main():
         lines.append("M to L (5x the inventory): " + ", ".join(
             f"{name} x{results['L'][0][name][0] / max(results['M'][0][name][0], 1e-9):.1f}"
             for name in ["check", "build, empty folder", "build, no change", "render only (dsrgen)"]))
+    lines.append("")
+    lines.append(f"Trees written below {trees}.")
     table = "\n".join(lines)
     print(table)
     with open(os.path.join(WORK, "results.md"), "w") as f:
