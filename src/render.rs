@@ -2,11 +2,11 @@
 //! `templates/` embedded in the binary. Undefined variables are errors, never
 //! empty strings, and every file keeps its trailing newline.
 
+use std::sync::Mutex;
+
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
-
-use std::sync::Mutex;
 
 use crate::plan::{Context, PlannedFile, Role, Template};
 
@@ -133,8 +133,8 @@ pub fn render_all(files: &[PlannedFile], contexts: Vec<Context>) -> Result<Vec<S
                 scope.spawn(|| {
                     let mut done = Vec::new();
                     while let Some((i, context)) = next() {
-                        // Rendering grows each string by doubling; tens of
-                        // thousands of files make the slack count.
+                        // minijinja sizes each string for twice the template's
+                        // text; tens of thousands of files make the slack count.
                         let text = renderer.render(&files[i], &context).map(|mut text| {
                             text.shrink_to_fit();
                             text
