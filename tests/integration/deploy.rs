@@ -200,7 +200,9 @@ fn the_ansible_role_deploys_prunes_and_reloads_once() {
     .expect("write");
     let playbook = || {
         let mut c = Command::new("unshare");
-        c.args(["--net", "ansible-playbook", "-i"])
+        // One host at a time: here every host's `dsrgen-vips up` runs in the
+        // same namespace, and two at once would race to add the same address.
+        c.args(["--net", "ansible-playbook", "--forks", "1", "-i"])
             .arg(lab.tmp.join("hosts.ini"))
             .arg(lab.tmp.join("site.yml"))
             .env("ANSIBLE_ROLES_PATH", root().join("contrib/ansible/roles"))
