@@ -258,8 +258,19 @@ pub struct NftablesRule {
     pub port: u16,
     /// The flow key: `ip saddr`, or `ip saddr . tcp sport`.
     pub hash: String,
-    /// Backend addresses, one per hash slot: weights as repeated slots.
-    pub slots: Vec<String>,
+    /// How many hash slots there are.
+    pub modulus: u64,
+    /// Each backend with its range of slots, in slot order: weights as ranges
+    /// of a modulo map, the way Zevenet's nftlb does it.
+    pub slots: Vec<SlotRange>,
+}
+
+/// The hash slots `first..=last`, all forwarded to `address`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SlotRange {
+    pub first: u64,
+    pub last: u64,
+    pub address: String,
 }
 
 /// Every file of the tree, sorted by host and path, and the context each is
@@ -755,9 +766,7 @@ fn balancer_files(
                 .iter()
                 .filter_map(|r| {
                     let slots = weighted_slots(&r.reals);
-                    if slots.is_empty() {
-                        return None;
-                    }
+                    let modulus = slots.last()?.last + 1;
                     let family = if r.address.is_ipv4() { "ip" } else { "ip6" };
                     let protocol = r.protocol.as_str();
                     let hash = match r.port.hash_scheduler {
@@ -771,6 +780,7 @@ fn balancer_files(
                         protocol,
                         port: r.port.port,
                         hash,
+                        modulus,
                         slots,
                     })
                 })
@@ -829,10 +839,11 @@ fn balancer_files(
     }
 }
 
-/// Hash slots for weighted backends: each backend appears in proportion to its
-/// weight. Weights are divided by their greatest common divisor, and scaled
-/// down to at most `MAX_SLOTS` slots (a backend with weight keeps one).
-fn weighted_slots(reals: &[(IpAddr, u16)]) -> Vec<String> {
+/// Hash slots for weighted backends: each backend gets a range of slots in
+/// proportion to its weight. Weights are divided by their greatest common
+/// divisor, and scaled down to at most `MAX_SLOTS` slots (a backend with weight
+/// keeps one). Backends of weight 0 get none.
+fn weighted_slots(reals: &[(IpAddr, u16)]) -> Vec<SlotRange> {
     const MAX_SLOTS: u64 = 256;
     let live: Vec<(IpAddr, u64)> = reals
         .iter()
@@ -841,15 +852,22 @@ fn weighted_slots(reals: &[(IpAddr, u16)]) -> Vec<String> {
         .collect();
     let divisor = live.iter().fold(0, |g, &(_, w)| gcd(g, w)).max(1);
     let total: u64 = live.iter().map(|&(_, w)| w / divisor).sum();
+    let mut next = 0;
     live.iter()
-        .flat_map(|&(address, w)| {
+        .map(|&(address, w)| {
             let w = w / divisor;
             let count = if total > MAX_SLOTS {
                 (w * MAX_SLOTS / total).max(1)
             } else {
                 w
             };
-            std::iter::repeat_n(address.to_string(), usize::try_from(count).expect("small"))
+            let range = SlotRange {
+                first: next,
+                last: next + count - 1,
+                address: address.to_string(),
+            };
+            next += count;
+            range
         })
         .collect()
 }
@@ -940,20 +958,26 @@ mod tests {
     }
 
     #[test]
-    fn weights_become_repeated_slots() {
+    fn weights_become_ranges_of_slots() {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let c: IpAddr = "192.0.2.3".parse().unwrap();
-        let count =
-            |slots: &[String], x: IpAddr| slots.iter().filter(|s| **s == x.to_string()).count();
-        let slots = weighted_slots(&[(a, 100), (b, 300), (c, 0)]);
+        let range = |first, last, address: IpAddr| SlotRange {
+            first,
+            last,
+            address: address.to_string(),
+        };
         assert_eq!(
-            (count(&slots, a), count(&slots, b), count(&slots, c)),
-            (1, 3, 0)
+            weighted_slots(&[(a, 100), (b, 300), (c, 0)]),
+            vec![range(0, 0, a), range(1, 3, b)]
         );
+        assert_eq!(
+            weighted_slots(&[(a, 1), (b, 1)]),
+            vec![range(0, 0, a), range(1, 1, b)]
+        );
+        // Scaled down to 256 slots, and a backend with weight keeps one.
         let slots = weighted_slots(&[(a, 65535), (b, 1)]);
-        assert!(slots.len() <= 257, "{}", slots.len());
-        assert_eq!(count(&slots, b), 1);
+        assert_eq!(slots, vec![range(0, 254, a), range(255, 255, b)]);
         assert!(weighted_slots(&[(a, 0)]).is_empty());
     }
 
