@@ -398,10 +398,11 @@ struct Part {
 ///
 /// The layout looked for is the usual one: top-level keys at column 0, each
 /// unique, and the sections of named entries (`balancers`, `backends`,
-/// `clusters`) with a bare header line and their names at one indentation. A cut goes before a line at exactly that
-/// indentation that starts with a name, never with `-`, `?`, `#` or a space.
-/// Block and plain scalars end at such a line; quoted scalars and flow
-/// collections do not, and are caught when the part before fails to parse.
+/// `clusters`) with a bare header line and their names at one indentation. A
+/// cut goes before a line at exactly that indentation that starts with a
+/// letter, a digit, `_` or a quote. Block and plain scalars end at such a
+/// line; quoted scalars and flow collections do not, and are caught when the
+/// part before fails to parse.
 fn split(text: &str, parts: usize) -> Option<Vec<Part>> {
     if parts < 2 {
         return None;
