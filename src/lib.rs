@@ -102,32 +102,21 @@ fn build(
     let name = plan::inventory_name(inventory);
     let mut plan = Plan::new(&model, &name);
     if let Some(path) = dump_contexts {
-        write_contexts(&plan, path).map_err(|e| {
-            print_errors(&[format!("cannot write `{}`: {e}", path.display())]);
-            Error::Output
-        })?;
+        write_contexts(&plan, path)
+            .map_err(|e| output_error(format!("cannot write `{}`: {e}", path.display())))?;
     }
-    let contents =
-        render::render_all(&plan.files, std::mem::take(&mut plan.contexts)).map_err(|e| {
-            print_errors(&[format!("internal error: {e}")]);
-            Error::Output
-        })?;
+    let contents = render::render_all(&plan.files, std::mem::take(&mut plan.contexts))
+        .map_err(|e| output_error(format!("internal error: {e}")))?;
     let (files, manifest) = tree_files(&plan, &name, contents);
 
     let mut warnings = Vec::new();
-    let mut lock = output::lock(out, !check).map_err(|e| {
-        print_errors(&[e.to_string()]);
-        Error::Output
-    })?;
+    let mut lock = output::lock(out, !check).map_err(output_error)?;
     let (previous, survey) = output::read_previous(out, &mut warnings)
         .and_then(|previous| {
             let survey = output::survey(out, &files, &previous, &lock)?;
             Ok((previous, survey))
         })
-        .map_err(|e| {
-            print_errors(&[e.to_string()]);
-            Error::Output
-        })?;
+        .map_err(output_error)?;
     warnings.extend(survey.warnings.iter().cloned());
     print_warnings(&warnings);
     if !survey.conflicts.is_empty() {
@@ -166,10 +155,7 @@ fn build(
         &mut warnings,
     );
     print_warnings(&warnings);
-    let counts = counts.map_err(|e| {
-        print_errors(&[e.to_string()]);
-        Error::Output
-    })?;
+    let counts = counts.map_err(output_error)?;
     println!(
         "{}: {} written, {} unchanged, {} removed",
         out.display(),
@@ -256,6 +242,12 @@ fn print_drift(files: &[output::File], survey: &output::Survey) {
         out.push_str(&diff::unified(&removal.tree_path, Some(&removal.old), None));
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
+/// Print an error about the output folder (or the files for it) and fail.
+fn output_error(message: impl std::fmt::Display) -> Error {
+    print_errors(&[message.to_string()]);
+    Error::Output
 }
 
 fn print_errors(messages: &[String]) {

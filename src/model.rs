@@ -229,10 +229,6 @@ macro_rules! keyword_enum {
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
-
-            pub fn from_keyword(s: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
         }
 
         impl fmt::Display for $name {

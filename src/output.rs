@@ -24,10 +24,10 @@ pub struct File {
 /// each had when it was written.
 #[derive(Debug, Default)]
 pub struct Previous {
+    /// Tree path -> digest, for looking up.
     owned: HashMap<String, String>,
-    /// Owned paths in manifest order, for deterministic pruning.
-    order: Vec<String>,
-    /// The entries themselves, for the manifest of intent (see [`apply`]).
+    /// In manifest order: what pruning walks, and what the manifest of intent
+    /// keeps (see [`apply`]).
     entries: Vec<manifest::Entry>,
 }
 
@@ -203,20 +203,13 @@ pub fn read_previous(out: &Path, warnings: &mut Vec<String>) -> Result<Previous,
     match Manifest::parse(&text) {
         Ok((manifest, mut problems)) => {
             warnings.append(&mut problems);
-            let order: Vec<String> = manifest
-                .files
-                .iter()
-                .map(manifest::Entry::tree_path)
-                .collect();
             let owned = manifest
                 .files
                 .iter()
-                .zip(&order)
-                .map(|(entry, path)| (path.clone(), entry.sha256.clone()))
+                .map(|entry| (entry.tree_path(), entry.sha256.clone()))
                 .collect();
             Ok(Previous {
                 owned,
-                order,
                 entries: manifest.files,
             })
         }
@@ -365,12 +358,13 @@ pub fn survey(
     }
 
     let planned: HashSet<&str> = files.iter().map(|f| f.tree_path.as_str()).collect();
-    for tree_path in &previous.order {
+    for entry in &previous.entries {
+        let tree_path = entry.tree_path();
         if planned.contains(tree_path.as_str()) {
             continue;
         }
-        let path = out.join(tree_path);
-        if let Some(dir) = unsound_folder(out, tree_path, &mut sound)? {
+        let path = out.join(&tree_path);
+        if let Some(dir) = unsound_folder(out, &tree_path, &mut sound)? {
             survey.warnings.push(format!(
                 "not removing `{}`: `{}` is a symbolic link or not a folder, and dsrgen does not follow it",
                 path.display(),
@@ -387,10 +381,9 @@ pub fn survey(
             )),
             Ok(_) => {
                 let old = fs::read(&path).map_err(io_error(&path, "read"))?;
-                let edited =
-                    !lock.interrupted && previous.owned[tree_path] != manifest::sha256_hex(&old);
+                let edited = !lock.interrupted && entry.sha256 != manifest::sha256_hex(&old);
                 survey.removals.push(Removal {
-                    tree_path: tree_path.clone(),
+                    tree_path,
                     old,
                     edited,
                 });
