@@ -19,8 +19,7 @@ fn main() {
         .expect("usage: render_bench INVENTORY");
     let source = dsrgen::inventory::load(std::path::Path::new(&path), &path)
         .unwrap_or_else(|d| panic!("{}", d.message));
-    let raw = dsrgen::inventory::parse(&source).unwrap_or_else(|d| panic!("{}", d.message));
-    let model = dsrgen::validate::validate(&raw)
+    let model = dsrgen::compile(&source)
         .model
         .expect("the benchmark's inventory is valid");
     let plan = dsrgen::plan::Plan::new(&model, "inventory.yaml");

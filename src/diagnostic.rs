@@ -184,6 +184,43 @@ pub fn summary(source_name: &str, diagnostics: &[Diagnostic]) -> Option<String> 
     Some(format!("{label}: {source_name}: {}", counts.join(", ")))
 }
 
+/// The closest candidate within a small edit distance, for "did you mean".
+pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Edit distance where swapping two neighbours counts as one edit, the commonest
+/// typo (optimal string alignment).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Rows i-2, i-1 and i of the distance table.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            current[j] = d;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +276,16 @@ mod tests {
             summary("f", &[w.clone(), w]).unwrap(),
             "warning: f: 2 warnings"
         );
+    }
+
+    #[test]
+    fn suggestions_are_close_names_only() {
+        let names = ["web1", "web2", "db1"];
+        assert_eq!(did_you_mean("web3", names.iter().copied()), Some("web1"));
+        assert_eq!(did_you_mean("wbe1", names.iter().copied()), Some("web1"));
+        assert_eq!(did_you_mean("mail", names.iter().copied()), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("wbe1", "web1"), 1);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 }

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::Name;
+use crate::plan::PlannedFile;
 
 pub const FILE_NAME: &str = "manifest.json";
+pub const FILE_MODE: u32 = 0o644;
 pub const FORMAT: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +48,29 @@ impl Entry {
 }
 
 impl Manifest {
+    /// The manifest of a tree: one entry per planned file, in plan order,
+    /// with the digest of its rendered content.
+    pub fn new<'a>(
+        inventory: &str,
+        files: impl IntoIterator<Item = (&'a PlannedFile, &'a [u8])>,
+    ) -> Self {
+        Manifest {
+            format: FORMAT,
+            inventory: inventory.to_owned(),
+            files: files
+                .into_iter()
+                .map(|(planned, content)| Entry {
+                    host: planned.host.to_string(),
+                    role: planned.role.as_str().to_owned(),
+                    path: planned.path.clone(),
+                    mode: mode_string(planned.mode()),
+                    sha256: sha256_hex(content),
+                    reload: planned.reload().to_owned(),
+                })
+                .collect(),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         let mut json = serde_json::to_string_pretty(self).expect("a manifest serialises");
         json.push('\n');

@@ -249,27 +249,6 @@ keyword_enum!(
     }
 );
 
-impl Engine {
-    /// IPVS-based engines understand every IPVS scheduler.
-    pub fn is_ipvs(self) -> bool {
-        matches!(self, Engine::Keepalived | Engine::Ipvsadm)
-    }
-
-    /// The largest weight a server may have. Dispatcher's manager works in
-    /// percentages; IPVS and our nftables maps take 16 bits.
-    pub fn max_weight(self) -> u16 {
-        match self {
-            Engine::Dispatcher => 100,
-            _ => u16::MAX,
-        }
-    }
-
-    /// Whether the engine runs the port's health check.
-    pub fn checks_health(self) -> bool {
-        matches!(self, Engine::Keepalived | Engine::Dispatcher)
-    }
-}
-
 keyword_enum!(
     Protocol {
         Tcp = "tcp",
@@ -383,6 +362,9 @@ pub struct Balancer {
     pub separator: Separator,
     /// The clusters this balancer serves, in name order.
     pub clusters: Vec<Name>,
+    /// Their addresses, in cluster id order, labelled `<interface>:<id>` where
+    /// the balancer's holder labels them (see `engine::Holder`).
+    pub vips: Vec<Vip>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -402,14 +384,14 @@ impl Backend {
     }
 }
 
-/// One cluster address held on a backend's VIP device, always as /32 or /128
-/// with scope host.
+/// One cluster address held by a host: on a backend's VIP device, always as
+/// /32 or /128 with scope host; on a balancer's interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vip {
     pub cluster: Name,
     pub id: ClusterId,
     pub address: IpAddr,
-    /// `<vip_device>:<id>`; IPv4 only, as the kernel has no IPv6 labels.
+    /// `<device>:<id>`; IPv4 only, as the kernel has no IPv6 labels.
     pub label: Option<Label>,
 }
 

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use crate::manifest::{self, Manifest};
 
-/// A file the build wants in the output folder.
+/// A host file the build wants in the output folder.
 #[derive(Debug)]
 pub struct File {
-    /// Relative to the output folder: `hosts/web1/etc/...`, or `manifest.json`.
+    /// Relative to the output folder: `hosts/web1/etc/...`.
     pub tree_path: String,
     pub content: Vec<u8>,
     pub mode: u32,
@@ -55,8 +55,10 @@ pub struct Removal {
 /// The comparison of the plan with the folder, before anything is written.
 #[derive(Debug, Default)]
 pub struct Survey {
-    /// Indexes into the planned files, with how each differs.
+    /// Indexes into the planned host files, with how each differs.
     pub changes: Vec<(usize, Change)>,
+    /// How the manifest differs, if it does.
+    pub manifest: Option<Change>,
     /// Host files already as planned (the manifest is not counted).
     pub unchanged: usize,
     pub removals: Vec<Removal>,
@@ -69,7 +71,7 @@ pub struct Survey {
 
 impl Survey {
     pub fn is_up_to_date(&self) -> bool {
-        self.changes.is_empty() && self.removals.is_empty()
+        self.changes.is_empty() && self.manifest.is_none() && self.removals.is_empty()
     }
 }
 
@@ -283,11 +285,13 @@ fn is_temporary(name: &str) -> bool {
 
 const TEMP_SUFFIX: &str = ".dsrgen-tmp";
 
-/// Compare every planned file with the folder, and find what to prune. After
-/// an interrupted build, also find the temporary files it left.
+/// Compare every planned file, and the manifest, with the folder, and find
+/// what to prune. After an interrupted build, also find the temporary files it
+/// left.
 pub fn survey(
     out: &Path,
     files: &[File],
+    manifest_json: &[u8],
     previous: &Previous,
     lock: &Lock,
 ) -> Result<Survey, IoError> {
@@ -303,58 +307,39 @@ pub fn survey(
     }
     let mut sound = HashSet::new();
     for (index, file) in files.iter().enumerate() {
-        let path = out.join(&file.tree_path);
-        if let Some(dir) = unsound_folder(out, &file.tree_path, &mut sound)? {
-            survey.conflicts.push(format!(
-                "`{}` is in the way: it is a symbolic link or not a folder, and dsrgen neither follows nor replaces it",
-                dir.display()
-            ));
-            continue;
-        }
-        let metadata = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                survey.changes.push((index, Change::Create));
-                continue;
+        match compare(out, &file.tree_path, &file.content, file.mode, &mut sound)? {
+            Found::Same => survey.unchanged += 1,
+            Found::Changed(change @ (Change::Create | Change::Mode { .. })) => {
+                survey.changes.push((index, change));
             }
-            Err(e) => return Err(io_error(&path, "inspect")(e)),
-        };
-        if !metadata.is_file() {
-            survey.conflicts.push(format!(
-                "`{}` is in the way: it is {}, and dsrgen neither follows nor replaces it",
-                path.display(),
-                if metadata.is_symlink() {
-                    "a symbolic link"
-                } else {
-                    "not a regular file"
-                }
-            ));
-            continue;
-        }
-        let old = fs::read(&path).map_err(io_error(&path, "read"))?;
-        let mode = metadata.permissions().mode() & 0o7777;
-        if old == file.content {
-            if mode != file.mode {
-                survey.changes.push((index, Change::Mode { old: mode }));
-            } else if file.tree_path != manifest::FILE_NAME {
-                survey.unchanged += 1;
+            Found::Changed(Change::Update { old, .. }) => {
+                let path = out.join(&file.tree_path);
+                let Some(owned_digest) = previous.owned.get(&file.tree_path) else {
+                    survey.conflicts.push(format!(
+                        "`{}` exists and dsrgen did not write it (the previous {} does not list it); move it away, then build again",
+                        path.display(),
+                        manifest::FILE_NAME
+                    ));
+                    continue;
+                };
+                // After an interrupted build, an owned file may still hold its
+                // old content under the new digest: that is no hand edit.
+                let edited = !lock.interrupted && *owned_digest != manifest::sha256_hex(&old);
+                survey.changes.push((index, Change::Update { old, edited }));
             }
-            continue;
+            Found::InTheWay(conflict) => survey.conflicts.push(conflict),
         }
-        let owned_digest = previous.owned.get(&file.tree_path);
-        if owned_digest.is_none() && file.tree_path != manifest::FILE_NAME {
-            survey.conflicts.push(format!(
-                "`{}` exists and dsrgen did not write it (the previous {} does not list it); move it away, then build again",
-                path.display(),
-                manifest::FILE_NAME
-            ));
-            continue;
-        }
-        // After an interrupted build, an owned file may still hold its old
-        // content under the new digest: that is no hand edit.
-        let edited = !lock.interrupted
-            && owned_digest.is_some_and(|digest| *digest != manifest::sha256_hex(&old));
-        survey.changes.push((index, Change::Update { old, edited }));
+    }
+    match compare(
+        out,
+        manifest::FILE_NAME,
+        manifest_json,
+        manifest::FILE_MODE,
+        &mut sound,
+    )? {
+        Found::Same => {}
+        Found::Changed(change) => survey.manifest = Some(change),
+        Found::InTheWay(conflict) => survey.conflicts.push(conflict),
     }
 
     let planned: HashSet<&str> = files.iter().map(|f| f.tree_path.as_str()).collect();
@@ -393,6 +378,58 @@ pub fn survey(
     Ok(survey)
 }
 
+/// What the folder holds where a file is planned.
+enum Found {
+    Same,
+    Changed(Change),
+    /// A link, a non-file, or a file below one: dsrgen neither follows nor
+    /// replaces it.
+    InTheWay(String),
+}
+
+/// Compare one planned file with the folder. `Update` carries the old content,
+/// not yet whether it was edited by hand.
+fn compare(
+    out: &Path,
+    tree_path: &str,
+    content: &[u8],
+    mode: u32,
+    sound: &mut HashSet<PathBuf>,
+) -> Result<Found, IoError> {
+    let path = out.join(tree_path);
+    if let Some(dir) = unsound_folder(out, tree_path, sound)? {
+        return Ok(Found::InTheWay(format!(
+            "`{}` is in the way: it is a symbolic link or not a folder, and dsrgen neither follows nor replaces it",
+            dir.display()
+        )));
+    }
+    let metadata = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Changed(Change::Create)),
+        Err(e) => return Err(io_error(&path, "inspect")(e)),
+    };
+    if !metadata.is_file() {
+        return Ok(Found::InTheWay(format!(
+            "`{}` is in the way: it is {}, and dsrgen neither follows nor replaces it",
+            path.display(),
+            if metadata.is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a regular file"
+            }
+        )));
+    }
+    let old = fs::read(&path).map_err(io_error(&path, "read"))?;
+    let old_mode = metadata.permissions().mode() & 0o7777;
+    Ok(if old != content {
+        Found::Changed(Change::Update { old, edited: false })
+    } else if old_mode != mode {
+        Found::Changed(Change::Mode { old: old_mode })
+    } else {
+        Found::Same
+    })
+}
+
 /// What a build did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -402,8 +439,8 @@ pub struct Counts {
 }
 
 /// Write the changes of the survey: files first, then removals, the manifest
-/// (always the last planned file) last of all. Hand edits that are overwritten
-/// or removed are reported in `warnings`.
+/// (`next`, and its JSON) last of all. Hand edits that are overwritten or
+/// removed are reported in `warnings`.
 ///
 /// A build killed half-way must leave nothing the next one cannot take over:
 /// before a file is created where none was, the manifest is rewritten as the
@@ -412,9 +449,9 @@ pub struct Counts {
 pub fn apply(
     out: &Path,
     files: &[File],
+    (next, next_json): (&Manifest, &[u8]),
     survey: &Survey,
     previous: &Previous,
-    next: &Manifest,
     lock: &mut Lock,
     warnings: &mut Vec<String>,
 ) -> Result<Counts, IoError> {
@@ -423,6 +460,7 @@ pub fn apply(
     for temp in &survey.stale {
         fs::remove_file(temp).map_err(io_error(temp, "remove"))?;
     }
+    let manifest_path = out.join(manifest::FILE_NAME);
     if survey
         .changes
         .iter()
@@ -430,18 +468,12 @@ pub fn apply(
     {
         let intent = next.union(&previous.entries);
         write_atomically(
-            &out.join(manifest::FILE_NAME),
+            &manifest_path,
             intent.to_json().as_bytes(),
-            0o644,
+            manifest::FILE_MODE,
         )?;
     }
-    let is_manifest = |i: usize| files[i].tree_path == manifest::FILE_NAME;
-    let manifest_change = survey.changes.iter().find(|(i, _)| is_manifest(*i));
-    let writes: Vec<&(usize, Change)> = survey
-        .changes
-        .iter()
-        .filter(|(i, _)| !is_manifest(*i))
-        .collect();
+    let writes: Vec<&(usize, Change)> = survey.changes.iter().collect();
     // Creating files is mostly the kernel's work on folders and inodes, and it
     // goes faster on every core. Each writer takes a run of files in tree
     // order, so that a host's folders are mostly made by one of them.
@@ -486,9 +518,8 @@ pub fn apply(
         remove_empty_parents(out, &path);
         counts.removed += 1;
     }
-    if let Some((index, _)) = manifest_change {
-        let file = &files[*index];
-        write_atomically(&out.join(&file.tree_path), &file.content, file.mode)?;
+    if survey.manifest.is_some() {
+        write_atomically(&manifest_path, next_json, manifest::FILE_MODE)?;
     }
     lock.finish().map_err(io_error(&lock_path, "write"))?;
     Ok(counts)

@@ -8,56 +8,8 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
-use crate::plan::{Context, PlannedFile, Role, Template};
-
-/// Each template's name and source.
-const TEMPLATES: &[(Template, &str, &str)] = &[
-    (
-        Template::Sysctl,
-        "sysctl.conf",
-        include_str!("../templates/sysctl.conf.j2"),
-    ),
-    (
-        Template::Script,
-        "dsrgen-vips.sh",
-        include_str!("../templates/dsrgen-vips.sh.j2"),
-    ),
-    (
-        Template::Service,
-        "dsrgen-vips.service",
-        include_str!("../templates/dsrgen-vips.service.j2"),
-    ),
-    (
-        Template::Network,
-        "vips.network",
-        include_str!("../templates/vips.network.j2"),
-    ),
-    (
-        Template::Netdev,
-        "vips.netdev",
-        include_str!("../templates/vips.netdev.j2"),
-    ),
-    (
-        Template::Keepalived,
-        "keepalived.conf",
-        include_str!("../templates/keepalived.conf.j2"),
-    ),
-    (
-        Template::Ipvsadm,
-        "ipvsadm.rules",
-        include_str!("../templates/ipvsadm.rules.j2"),
-    ),
-    (
-        Template::Dispatcher,
-        "dispatcher.cfg",
-        include_str!("../templates/dispatcher.cfg.j2"),
-    ),
-    (
-        Template::Nftables,
-        "dsrgen.nft",
-        include_str!("../templates/dsrgen.nft.j2"),
-    ),
-];
+use crate::kind::FileKind;
+use crate::plan::{Context, PlannedFile, Role};
 
 #[derive(Debug)]
 pub struct Renderer {
@@ -77,27 +29,21 @@ impl Renderer {
                 .build()
                 .expect("the default delimiters are valid"),
         );
-        for &(_, name, source) in TEMPLATES {
-            env.add_template(name, source)
-                .unwrap_or_else(|e| panic!("template {name} does not compile: {e:#}"));
+        for kind in FileKind::ALL {
+            let declaration = kind.declaration();
+            env.add_template(declaration.template, declaration.source)
+                .unwrap_or_else(|e| {
+                    panic!("template {} does not compile: {e:#}", declaration.template)
+                });
         }
         Self { env }
-    }
-
-    /// The name of a template, as `templates/<name>.j2` holds it.
-    pub fn template_name(template: Template) -> &'static str {
-        TEMPLATES
-            .iter()
-            .find(|(t, _, _)| *t == template)
-            .map(|(_, name, _)| *name)
-            .expect("every template is listed")
     }
 
     /// Render one planned file with its context. An error here is a bug in
     /// dsrgen (a template and its context disagree), never a problem of the
     /// inventory.
     pub fn render(&self, file: &PlannedFile, context: &Context) -> Result<String, String> {
-        let name = Self::template_name(file.template);
+        let name = file.kind.template();
         self.env
             .get_template(name)
             .and_then(|t| t.render(Value::from(Serde(context))))

@@ -327,3 +327,29 @@ fn the_puppet_module_deploys_prunes_and_reloads_once() {
         "mine\n"
     );
 }
+
+/// Both integrations list every reload command a manifest can name, in the
+/// order dsrgen declares (`dsrgen::kind::reload_order`): a new kind of file
+/// with a new reload, or a reordered stage, fails here until they follow.
+#[test]
+fn the_integrations_run_every_reload_in_the_declared_order() {
+    let read = |path: &str| std::fs::read_to_string(root().join(path)).expect("read");
+    let handlers = read("contrib/ansible/roles/dsrgen/handlers/main.yml");
+    let ansible: Vec<&str> = handlers
+        .lines()
+        .filter_map(|l| l.strip_prefix("- name: "))
+        .collect();
+    let init = read("contrib/puppet/dsrgen/manifests/init.pp");
+    let list = init
+        .split_once("$order = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .expect("init.pp has an $order list")
+        .0;
+    let puppet: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('\'')?.strip_suffix("',"))
+        .collect();
+    let declared = dsrgen::kind::reload_order();
+    assert_eq!(ansible, declared, "Ansible handlers, in order");
+    assert_eq!(puppet, declared, "Puppet reload order");
+}

@@ -14,7 +14,6 @@ use std::hash::{Hash as _, Hasher as _};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use dsrgen::plan::Plan;
 use dsrgen::source::Source;
 
 use crate::support::{root, yaml_files};
@@ -137,17 +136,12 @@ fn compile(bytes: &[u8]) {
             "parsing in {parts} parts differs from one pass"
         );
     }
-    let Ok(raw) = parsed else {
-        return;
-    };
-    let validated = dsrgen::validate::validate(&raw);
-    for d in &validated.diagnostics {
+    let compiled = dsrgen::compile(&source);
+    for d in &compiled.diagnostics {
         let _ = d.render(&source);
     }
-    if let Some(model) = validated.model {
-        let plan = Plan::new(&model, "fuzz.yaml");
-        dsrgen::render::render_all(&plan.files, plan.contexts.clone())
-            .expect("a valid model renders");
+    if let Some(model) = compiled.model {
+        dsrgen::generate(&model, "fuzz.yaml").expect("a valid model renders");
     }
 }
 

@@ -166,7 +166,7 @@ fn invalid_fixtures_cover_every_rule() {
             "interface name . or ..",
             "`..` is not a valid interface name",
         ),
-        ("label length", "Linux allows at most 15"),
+        ("label length", "bytes; Linux allows at most 15\n"),
         ("arp_ignore", "`arp_ignore` must be 1 or 3"),
         ("arp_announce", "`arp_announce` must be 1 or 2"),
         ("cluster with no balancers", "`balancers` is empty"),

@@ -1,5 +1,8 @@
-//! dsrgen's integration tests, one binary: golden files, the command line, and
-//! hostile input. Every test runs the real `dsrgen` binary.
+//! dsrgen's integration tests, one binary: golden files, the command line,
+//! builds into a folder, faults and hostile input, deployment with Ansible and
+//! Puppet, and the real consumers of the output (system). These run the real
+//! `dsrgen` binary; the fuzzer and the property test call the pipeline
+//! (`dsrgen::compile`, `dsrgen::generate`) in process.
 
 mod build;
 mod cli;

@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 
 use proptest::prelude::*;
 
-use dsrgen::plan::Plan;
 use dsrgen::source::Source;
 
 const ENGINES: [&str; 4] = ["keepalived", "ipvsadm", "nftables", "dispatcher"];
@@ -229,23 +228,22 @@ proptest! {
     fn random_valid_inventories_compile_to_safe_files(shape in shape()) {
         let text = inventory(&shape);
         let source = Source::new("random.yaml", text.clone());
-        let raw = dsrgen::inventory::parse(&source)
-            .map_err(|d| TestCaseError::fail(d.render(&source)))?;
-        let validated = dsrgen::validate::validate(&raw);
-        let errors: Vec<String> = validated
+        let compiled = dsrgen::compile(&source);
+        let errors: Vec<String> = compiled
             .diagnostics
             .iter()
             .filter(|d| d.is_error())
             .map(|d| d.render(&source))
             .collect();
         prop_assert!(errors.is_empty(), "{text}\n{}", errors.join("\n"));
-        let model = validated.model.expect("no errors, so a model");
-        let plan = Plan::new(&model, "random.yaml");
-        let contents = dsrgen::render::render_all(&plan.files, plan.contexts.clone()).map_err(TestCaseError::fail)?;
-        prop_assert!(!contents.is_empty());
-        for (file, content) in plan.files.iter().zip(&contents) {
-            let path = file.tree_path();
-            let prefix = format!("hosts/{}/", file.host);
+        let model = compiled.model.expect("no errors, so a model");
+        let tree = dsrgen::generate(&model, "random.yaml").map_err(TestCaseError::fail)?;
+        prop_assert!(!tree.files.is_empty());
+        prop_assert_eq!(tree.files.len(), tree.manifest.files.len());
+        for (file, entry) in tree.files.iter().zip(&tree.manifest.files) {
+            let path = &file.tree_path;
+            let content = std::str::from_utf8(&file.content).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let prefix = format!("hosts/{}/", entry.host);
             prop_assert!(path.starts_with(&prefix), "{path}");
             prop_assert!(
                 path.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
@@ -257,7 +255,7 @@ proptest! {
                     "{path}: control character in {line:?}"
                 );
             }
-            if file.path.ends_with("dsrgen-vips") {
+            if entry.path.ends_with("dsrgen-vips") {
                 sh_parses(content).map_err(|e| TestCaseError::fail(format!("{path}: {e}")))?;
             }
         }

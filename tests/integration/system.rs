@@ -87,10 +87,7 @@ fn built(fixture: &str) -> TempDir {
 fn model(fixture: &str) -> Model {
     let path = root().join(fixture);
     let source = dsrgen::inventory::load(&path, fixture).expect("load fixture");
-    let raw = dsrgen::inventory::parse(&source).expect("parse fixture");
-    dsrgen::validate::validate(&raw)
-        .model
-        .expect("fixture is valid")
+    dsrgen::compile(&source).model.expect("fixture is valid")
 }
 
 /// An address as `ip -j addr` shows it: address, prefix, scope, label.

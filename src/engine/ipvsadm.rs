@@ -1,0 +1,72 @@
+//! ipvsadm: `etc/ipvsadm.rules` in the exact line format of `ipvsadm-save -n`,
+//! services and real servers in its canonical order.
+
+use serde::Serialize;
+
+use super::{Balancing, endpoint};
+use crate::kind::FileKind;
+use crate::model::Protocol;
+use crate::plan::{Context, PlannedFile, Role};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IpvsadmContext {
+    pub services: Vec<IpvsadmService>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IpvsadmService {
+    /// `-t`, `-u` or `--sctp-service`.
+    pub protocol_flag: &'static str,
+    /// `192.0.2.10:80`, or `[2001:db8::10]:80`.
+    pub endpoint: String,
+    pub scheduler: &'static str,
+    pub persistence: Option<u32>,
+    pub flags: Option<&'static str>,
+    pub reals: Vec<IpvsadmReal>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IpvsadmReal {
+    pub endpoint: String,
+    pub weight: u16,
+}
+
+pub fn file(b: &Balancing) -> (PlannedFile, Context) {
+    let services = b
+        .services
+        .iter()
+        .map(|s| {
+            let (scheduler, flags) = s.ipvs_scheduler();
+            IpvsadmService {
+                protocol_flag: match s.protocol {
+                    Protocol::Tcp => "-t",
+                    Protocol::Udp => "-u",
+                    Protocol::Sctp => "--sctp-service",
+                },
+                endpoint: endpoint(s.address, s.port.port),
+                scheduler,
+                // ipvsadm's bare -p means 360 s in the code and 300 in the
+                // manual: the number is always written.
+                persistence: Some(s.port.persistence).filter(|&p| p > 0),
+                flags,
+                reals: s
+                    .reals
+                    .iter()
+                    .map(|&(address, weight)| IpvsadmReal {
+                        endpoint: endpoint(address, s.port.port),
+                        weight,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    (
+        PlannedFile::new(
+            b.name,
+            Role::Balancer,
+            FileKind::Ipvsadm,
+            "etc/ipvsadm.rules",
+        ),
+        Context::Ipvsadm(IpvsadmContext { services }),
+    )
+}

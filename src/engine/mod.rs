@@ -1,0 +1,283 @@
+//! Every question about a balancer engine, answered here once as an exhaustive
+//! `match`: which schedulers it runs, the weights it takes, whether it checks
+//! health, what it balances, who holds the cluster addresses. Validation and
+//! plan both ask here, so they cannot disagree, and a new engine makes the
+//! compiler name each answer it owes. Each engine's own file (its template
+//! context and what goes into it) lives in `engine/<engine>.rs`.
+
+pub mod dispatcher;
+pub mod ipvsadm;
+pub mod keepalived;
+pub mod nftables;
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::model::{Balancer, Engine, Model, Name, Port, Protocol, Scheduler};
+use crate::plan::{Context, PlannedFile};
+
+/// How an engine picks a backend for a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduling {
+    /// Every IPVS scheduler of ipvsadm(8), and `flow`.
+    Ipvs,
+    /// A stateless hash of the flow only: `sh` or `flow`. A per-packet or
+    /// connection-counting scheduler would break TCP or needs state.
+    Hash,
+    /// No scheduler: load follows the servers' weights. `why` says who sets them.
+    Weights { why: &'static str },
+}
+
+/// Who puts a balancer's cluster addresses on its interface, so that exactly
+/// one host of the segment answers ARP for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// keepalived's VRRP instance: the peers elect one holder.
+    Vrrp,
+    /// The engine itself (Dispatcher's `executor configure`), without a label.
+    Engine,
+    /// dsrgen's `dsrgen-vips` script, with the label `<interface>:<id>`.
+    Script,
+}
+
+impl Holder {
+    /// Whether IPv4 cluster addresses carry the label `<interface>:<id>`.
+    pub fn labels(self) -> bool {
+        match self {
+            Holder::Vrrp | Holder::Script => true,
+            Holder::Engine => false,
+        }
+    }
+}
+
+impl Engine {
+    pub fn scheduling(self) -> Scheduling {
+        match self {
+            Engine::Keepalived | Engine::Ipvsadm => Scheduling::Ipvs,
+            Engine::Nftables => Scheduling::Hash,
+            Engine::Dispatcher => Scheduling::Weights {
+                why: dispatcher::WEIGHTS,
+            },
+        }
+    }
+
+    /// The largest weight a server may have. Dispatcher's manager works in
+    /// percentages; IPVS and our nftables maps take 16 bits.
+    pub fn max_weight(self) -> u16 {
+        match self {
+            Engine::Dispatcher => 100,
+            Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => u16::MAX,
+        }
+    }
+
+    /// Whether the engine runs the port's health check.
+    pub fn checks_health(self) -> bool {
+        match self {
+            Engine::Keepalived | Engine::Dispatcher => true,
+            Engine::Ipvsadm | Engine::Nftables => false,
+        }
+    }
+
+    /// What the engine's HTTP check leaves out of a path and status other
+    /// than `/` and 200, if anything.
+    pub fn http_check_caveat(self) -> Option<&'static str> {
+        match self {
+            Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => None,
+            Engine::Dispatcher => Some(dispatcher::HTTP_ADVISOR),
+        }
+    }
+
+    pub fn balances(self, protocol: Protocol) -> bool {
+        match self {
+            Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => true,
+            Engine::Dispatcher => protocol != Protocol::Sctp,
+        }
+    }
+
+    /// Whether one port number may be two services, one per protocol.
+    /// Dispatcher keys a port by its number alone.
+    pub fn tells_protocols_apart(self) -> bool {
+        match self {
+            Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => true,
+            Engine::Dispatcher => false,
+        }
+    }
+
+    /// Whether a balancer of this engine takes a `vrrp` section.
+    pub fn takes_vrrp(self) -> bool {
+        match self {
+            Engine::Keepalived => true,
+            Engine::Ipvsadm | Engine::Dispatcher | Engine::Nftables => false,
+        }
+    }
+
+    /// Whether a balancer of this engine takes a `dispatcher` section.
+    pub fn takes_dispatcher_settings(self) -> bool {
+        match self {
+            Engine::Dispatcher => true,
+            Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => false,
+        }
+    }
+
+    /// Who holds the cluster addresses of a balancer of this engine, with or
+    /// without a `vrrp` section.
+    pub fn holder(self, vrrp: bool) -> Holder {
+        match self {
+            Engine::Keepalived if vrrp => Holder::Vrrp,
+            Engine::Dispatcher => Holder::Engine,
+            Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => Holder::Script,
+        }
+    }
+}
+
+impl Balancer {
+    pub fn holder(&self) -> Holder {
+        self.engine.holder(self.vrrp.is_some())
+    }
+}
+
+/// What an engine's file is made from: the balancer and its services.
+#[derive(Debug)]
+pub struct Balancing<'m> {
+    pub model: &'m Model,
+    pub name: &'m Name,
+    pub balancer: &'m Balancer,
+    pub inventory: &'m str,
+    pub services: Vec<Service<'m>>,
+}
+
+/// The balancer's table, configuration or ruleset.
+pub fn file(
+    model: &Model,
+    name: &Name,
+    balancer: &Balancer,
+    inventory: &str,
+) -> (PlannedFile, Context) {
+    let b = Balancing {
+        model,
+        name,
+        balancer,
+        inventory,
+        services: services(model, balancer),
+    };
+    match balancer.engine {
+        Engine::Keepalived => keepalived::file(&b),
+        Engine::Ipvsadm => ipvsadm::file(&b),
+        Engine::Dispatcher => dispatcher::file(&b),
+        Engine::Nftables => nftables::file(&b),
+    }
+}
+
+/// One (cluster, protocol, port) a balancer serves, with its real servers in
+/// address order.
+#[derive(Debug)]
+pub struct Service<'m> {
+    pub cluster: &'m Name,
+    pub address: IpAddr,
+    pub protocol: Protocol,
+    pub port: &'m Port,
+    /// (address, weight), sorted by address.
+    pub reals: Vec<(IpAddr, u16)>,
+}
+
+impl Service<'_> {
+    /// The real servers as keepalived and Dispatcher list them.
+    pub fn real_servers(&self) -> Vec<RealServer> {
+        self.reals
+            .iter()
+            .map(|&(address, weight)| RealServer {
+                address: address.to_string(),
+                weight,
+            })
+            .collect()
+    }
+
+    /// The IPVS scheduler and its flag: `flow` is `sh` hashing the client's
+    /// port too (`sh-port`).
+    pub fn ipvs_scheduler(&self) -> (&'static str, Option<&'static str>) {
+        match self.port.ipvs_scheduler {
+            Scheduler::Flow => ("sh", Some("sh-port")),
+            other => (other.as_str(), None),
+        }
+    }
+}
+
+/// The services of a balancer in ipvsadm's canonical order: IPv4 before IPv6,
+/// then protocol number, address and port (libipvs, `ipvs_cmp_services`).
+fn services<'m>(model: &'m Model, balancer: &'m Balancer) -> Vec<Service<'m>> {
+    let mut rows = Vec::new();
+    for name in &balancer.clusters {
+        let cluster = &model.clusters[name];
+        for port in &cluster.ports {
+            let mut reals: Vec<(IpAddr, u16)> = port
+                .backends
+                .iter()
+                .filter_map(|m| {
+                    let b = &model.backends[&m.backend];
+                    let address = if cluster.address.is_ipv4() {
+                        IpAddr::V4(b.address.addr())
+                    } else {
+                        IpAddr::V6(b.address6?.addr())
+                    };
+                    Some((address, m.weight))
+                })
+                .collect();
+            reals.sort_unstable();
+            rows.push(Service {
+                cluster: name,
+                address: cluster.address,
+                protocol: port.protocol,
+                port,
+                reals,
+            });
+        }
+    }
+    rows.sort_by_key(|r| {
+        (
+            r.address.is_ipv6(),
+            protocol_number(r.protocol),
+            r.address,
+            r.port.port,
+        )
+    });
+    rows
+}
+
+fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    }
+}
+
+/// The address a balancer holds for a cluster on its interface: with the
+/// subnet's prefix when the address is inside it (as any secondary address),
+/// else as a single address.
+pub fn balancer_cidr(balancer: &Balancer, address: IpAddr) -> String {
+    let prefix = match address {
+        IpAddr::V4(a) if balancer.address.contains(&a) => balancer.address.prefix_len(),
+        IpAddr::V6(a) if balancer.address6.is_some_and(|n| n.contains(&a)) => {
+            balancer.address6.expect("checked").prefix_len()
+        }
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    format!("{address}/{prefix}")
+}
+
+/// A real server with its weight, as keepalived and Dispatcher list them.
+#[derive(Clone, Debug, Serialize)]
+pub struct RealServer {
+    pub address: String,
+    pub weight: u16,
+}
+
+/// `192.0.2.10:80`, or `[2001:db8::10]:80`.
+fn endpoint(address: IpAddr, port: u16) -> String {
+    match address {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}

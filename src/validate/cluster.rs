@@ -1,0 +1,624 @@
+//! Rules that relate a cluster to the hosts and to the other clusters:
+//! references, ids and addresses used once, subnets, who answers ARP, VRRP
+//! peers, labels. A port's own rules are in `port.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::port::CheckedPort;
+use super::{CheckedBackend, CheckedBalancer, CheckedDefaults, Names, Validator};
+use crate::diagnostic::{did_you_mean, shown};
+use crate::engine::Holder;
+use crate::inventory::{self as raw, Scalar, Spanned, Value};
+use crate::model::{Cluster, ClusterId, IfName, Label, Name, Protocol, Separator};
+use crate::source::Span;
+
+/// Checks that relate a cluster to the hosts and to the other clusters.
+pub(super) struct ClusterPass<'v, 'a> {
+    pub(super) v: &'v mut Validator,
+    pub(super) defaults: &'a CheckedDefaults,
+    pub(super) balancers: &'a [CheckedBalancer],
+    pub(super) backends: &'a [CheckedBackend],
+    pub(super) balancer_names: Names<'a>,
+    pub(super) backend_names: Names<'a>,
+    pub(super) ids: HashMap<u16, (Name, Span)>,
+    pub(super) addresses: HashMap<IpAddr, (Name, Span)>,
+    pub(super) host_addresses: HashMap<IpAddr, (String, Span)>,
+    pub(super) served: Served,
+    /// Hosts some cluster refers to, valid or not: the others serve nothing.
+    pub(super) balancer_used: Vec<bool>,
+    pub(super) backend_used: Vec<bool>,
+    /// The cluster being checked, by the offset of its key: it tells the
+    /// clusters apart in `reported`.
+    pub(super) cluster: usize,
+    /// Per-backend problems already reported in a cluster, so that a backend
+    /// listed on several ports hears of each once: (cluster, backend, balancer
+    /// or `usize::MAX` for "no address6").
+    pub(super) reported: HashSet<(usize, usize, usize)>,
+}
+
+/// Which valid clusters each balancer and backend serves.
+pub(super) struct Served {
+    /// Clusters with a valid id and address; the others are indexed here.
+    pub(super) clusters: Vec<(ClusterId, Name, IpAddr)>,
+    /// Per balancer and per backend (by index): indexes into `clusters`.
+    pub(super) balancers: Vec<Vec<usize>>,
+    pub(super) backends: Vec<Vec<usize>>,
+}
+
+impl<'v, 'a> ClusterPass<'v, 'a> {
+    pub(super) fn new(
+        v: &'v mut Validator,
+        defaults: &'a CheckedDefaults,
+        balancers: &'a [CheckedBalancer],
+        backends: &'a [CheckedBackend],
+    ) -> Self {
+        let mut host_addresses = HashMap::new();
+        let hosts = balancers
+            .iter()
+            .map(|b| ("balancer", &b.name, &b.addrs))
+            .chain(backends.iter().map(|b| ("backend", &b.name, &b.addrs)));
+        for (role, name, addrs) in hosts {
+            let owner = format!("{role} `{name}`");
+            if let Some(a) = &addrs.v4 {
+                host_addresses.insert(IpAddr::V4(a.value.addr()), (owner.clone(), a.span));
+            }
+            if let Some(a) = &addrs.v6 {
+                host_addresses.insert(IpAddr::V6(a.value.addr()), (owner, a.span));
+            }
+        }
+        Self {
+            v,
+            defaults,
+            balancers,
+            backends,
+            balancer_names: Names::new(balancers.iter().map(|b| &b.name)),
+            backend_names: Names::new(backends.iter().map(|b| &b.name)),
+            ids: HashMap::new(),
+            addresses: HashMap::new(),
+            host_addresses,
+            served: Served {
+                clusters: Vec::new(),
+                balancers: vec![Vec::new(); balancers.len()],
+                backends: vec![Vec::new(); backends.len()],
+            },
+            balancer_used: vec![false; balancers.len()],
+            backend_used: vec![false; backends.len()],
+            cluster: 0,
+            reported: HashSet::new(),
+        }
+    }
+
+    /// What each host serves, each cluster once, in id order, after the rules
+    /// that span clusters.
+    pub(super) fn finish(mut self) -> Served {
+        let clusters = &self.served.clusters;
+        for list in self
+            .served
+            .balancers
+            .iter_mut()
+            .chain(self.served.backends.iter_mut())
+        {
+            list.sort_unstable_by_key(|&c| clusters[c].0);
+            list.dedup();
+        }
+        self.vrrp_peers();
+        self.served
+    }
+
+    pub(super) fn cluster(
+        &mut self,
+        key: &Spanned<String>,
+        c: &Spanned<raw::Cluster>,
+    ) -> Option<(Name, Cluster)> {
+        let name = self.v.name(key, "cluster")?;
+        self.cluster = key.span.start;
+        let ctx = format!("cluster `{name}`");
+        let raw = &c.value;
+
+        let id = self
+            .v
+            .required(raw.id.as_ref(), "id", &ctx, key.span)
+            .and_then(|id| {
+                let n = self.v.int(id, "id", &ctx, 1..=65535)?;
+                let n = u16::try_from(n).expect("range checked");
+                if let Some((other, first)) = self.ids.get(&n) {
+                    self.v
+                        .error(
+                            format!("{ctx}: id {n} is already used by cluster `{other}`"),
+                            id.span,
+                        )
+                        .notes
+                        .push((format!("cluster `{other}` has id {n} here"), *first));
+                    return None;
+                }
+                self.ids.insert(n, (name.clone(), id.span));
+                Some(Spanned {
+                    value: ClusterId(n),
+                    span: id.span,
+                })
+            });
+
+        let address = self
+            .v
+            .required(raw.address.as_ref(), "address", &ctx, key.span)
+            .and_then(|a| Some((self.v.vip(a, &ctx)?, a.span)))
+            .and_then(|(addr, span)| self.unique_address(&name, &ctx, addr, span));
+
+        let balancers = self.cluster_balancers(raw, key.span, &ctx, address);
+
+        let mut ports = Vec::new();
+        if let Some(raw_ports) = self.v.required(raw.ports.as_ref(), "ports", &ctx, key.span) {
+            let mut seen: HashMap<(Protocol, u16), Span> = HashMap::new();
+            for p in &raw_ports.value.0 {
+                ports.push(self.port(p, &ctx, &balancers, address, &mut seen));
+            }
+        }
+
+        self.engine_ports(&ctx, &balancers, raw);
+        if let Some((addr, addr_span)) = address {
+            self.one_arp_answer(&ctx, addr, addr_span, &balancers);
+        }
+        if let (Some(id), Some((addr, _))) = (&id, address) {
+            self.labels(&ctx, id, addr, &balancers, &ports);
+            let ordinal = self.served.clusters.len();
+            self.served.clusters.push((id.value, name.clone(), addr));
+            for &(i, _) in &balancers {
+                self.served.balancers[i].push(ordinal);
+            }
+            for m in ports.iter().flat_map(|p| &p.members) {
+                self.served.backends[m.index].push(ordinal);
+            }
+        }
+        Some((
+            name,
+            Cluster {
+                id: id?.value,
+                address: address?.0,
+                balancers: balancers
+                    .iter()
+                    .map(|&(i, _)| self.balancers[i].name.clone())
+                    .collect(),
+                ports: ports.into_iter().map(|p| p.port).collect::<Option<_>>()?,
+            },
+        ))
+    }
+
+    /// A cluster address used by no other cluster and no host.
+    fn unique_address(
+        &mut self,
+        name: &Name,
+        ctx: &str,
+        addr: IpAddr,
+        span: Span,
+    ) -> Option<(IpAddr, Span)> {
+        if let Some((other, first)) = self.addresses.get(&addr) {
+            self.v
+                .error(
+                    format!("{ctx}: address `{addr}` is already cluster `{other}`'s"),
+                    span,
+                )
+                .notes
+                .push((format!("cluster `{other}` uses it here"), *first));
+            return None;
+        }
+        if let Some((owner, at)) = self.host_addresses.get(&addr) {
+            self.v
+                .error(
+                    format!("{ctx}: address `{addr}` is {owner}'s own address"),
+                    span,
+                )
+                .notes
+                .push((format!("{owner} has it here"), *at));
+            return None;
+        }
+        self.addresses.insert(addr, (name.clone(), span));
+        Some((addr, span))
+    }
+
+    /// The cluster's balancers, as (index, span of the reference), after the
+    /// rules that tie a cluster address to each balancer's subnet.
+    fn cluster_balancers(
+        &mut self,
+        raw: &raw::Cluster,
+        parent: Span,
+        ctx: &str,
+        address: Option<(IpAddr, Span)>,
+    ) -> Vec<(usize, Span)> {
+        let mut out: Vec<(usize, Span)> = Vec::new();
+        let Some(list) = self
+            .v
+            .required(raw.balancers.as_ref(), "balancers", ctx, parent)
+        else {
+            return out;
+        };
+        if list.value.0.is_empty() {
+            self.v.error(
+                format!("{ctx}: `balancers` is empty; a cluster needs a balancer to answer for its address"),
+                list.span,
+            );
+        }
+        for item in &list.value.0 {
+            let Some(i) = self.reference(item, ctx, Role::Balancer) else {
+                continue;
+            };
+            if let Some(&(_, first)) = out.iter().find(|&&(j, _)| j == i) {
+                self.v
+                    .error(
+                        format!(
+                            "{ctx}: balancer `{}` is listed twice",
+                            self.balancers[i].name
+                        ),
+                        item.span,
+                    )
+                    .notes
+                    .push(("first listed here".to_owned(), first));
+                continue;
+            }
+            out.push((i, item.span));
+            if let Some((addr, addr_span)) = address {
+                self.vip_in_balancer_subnet(ctx, i, item.span, addr, addr_span);
+                let b = &self.balancers[i];
+                // Only a dispatcher balancer has a separator other than `@`.
+                if addr.is_ipv6() && b.separator == Separator::Colon {
+                    self.v.error(
+                        format!(
+                            "{ctx}: dispatcher balancer `{}` uses the `:` separator, which cannot write the IPv6 address `{addr}`",
+                            b.name
+                        ),
+                        item.span,
+                    )
+                    .help = Some("use `dispatcher: { separator: \"@\" }` (Load Balancer for IPv4 and IPv6)".to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    fn vip_in_balancer_subnet(
+        &mut self,
+        ctx: &str,
+        i: usize,
+        reference: Span,
+        addr: IpAddr,
+        addr_span: Span,
+    ) {
+        let b = &self.balancers[i];
+        let net: Option<(IpNet, Span)> = match addr {
+            IpAddr::V4(_) => b.addrs.v4.as_ref().map(|a| (a.value.into(), a.span)),
+            IpAddr::V6(_) => {
+                if b.addrs.v6.is_none() {
+                    self.v
+                        .error(
+                            format!(
+                                "{ctx}: the cluster address `{addr}` is IPv6, but balancer `{}` has no `address6`",
+                                b.name
+                            ),
+                            reference,
+                        )
+                        .notes
+                        .push(("the balancer is defined here".to_owned(), b.addrs.key));
+                }
+                b.addrs.v6.as_ref().map(|a| (a.value.into(), a.span))
+            }
+        };
+        let Some((net, net_span)) = net else { return };
+        let net = net.trunc();
+        if !net.contains(&addr) {
+            self.v
+                .warning(
+                    format!(
+                        "{ctx}: `{addr}` is outside balancer `{}`'s subnet {net}; it must be routed to the balancer",
+                        b.name
+                    ),
+                    addr_span,
+                )
+                .notes
+                .push(("the balancer's address is here".to_owned(), net_span));
+            return;
+        }
+        let is_broadcast =
+            matches!(net, IpNet::V4(n) if n.prefix_len() < 31 && IpAddr::V4(n.broadcast()) == addr);
+        let is_network = net.network() == addr && net.prefix_len() < net.max_prefix_len() - 1;
+        if is_network || is_broadcast {
+            let what = if is_network { "network" } else { "broadcast" };
+            self.v
+                .error(
+                    format!(
+                        "{ctx}: `{addr}` is the {what} address of balancer `{}`'s subnet {net}",
+                        b.name
+                    ),
+                    addr_span,
+                )
+                .notes
+                .push(("the balancer's address is here".to_owned(), net_span));
+        }
+    }
+
+    /// Protocols an engine does not balance, and one port number given for two
+    /// protocols to an engine that keys ports by number alone (Dispatcher).
+    fn engine_ports(&mut self, ctx: &str, balancers: &[(usize, Span)], raw: &raw::Cluster) {
+        let engines: Vec<&CheckedBalancer> = balancers
+            .iter()
+            .map(|&(i, _)| &self.balancers[i])
+            .filter(|b| b.engine.is_some())
+            .collect();
+        let Some(ports) = &raw.ports else { return };
+        let lumps = engines.iter().find(|b| {
+            !b.engine
+                .is_some_and(crate::model::Engine::tells_protocols_apart)
+        });
+        let mut seen: HashMap<i128, Span> = HashMap::new();
+        for p in &ports.value.0 {
+            let Some(Scalar::Int(number)) = p.value.port.as_ref().map(|v| &v.value) else {
+                continue;
+            };
+            let span = p.value.port.as_ref().map_or(p.span, |v| v.span);
+            if let Some(proto) = &p.value.protocol
+                && let Scalar::Str(text) = &proto.value
+                && let Some(&protocol) = Protocol::ALL.iter().find(|p| p.as_str() == text)
+                && let Some(b) = engines
+                    .iter()
+                    .find(|b| !b.engine.is_some_and(|e| e.balances(protocol)))
+            {
+                self.v.error(
+                    format!(
+                        "{ctx}: {} balancer `{}` does not balance {}",
+                        b.engine.expect("filtered"),
+                        b.name,
+                        protocol.as_str().to_uppercase()
+                    ),
+                    proto.span,
+                );
+            }
+            let Some(b) = lumps else { continue };
+            if let Some(first) = seen.get(number) {
+                self.v
+                    .error(
+                        format!(
+                            "{ctx}: port {number} is listed for two protocols, and {} balancer `{}` cannot tell them apart",
+                            b.engine.expect("filtered"),
+                            b.name
+                        ),
+                        span,
+                    )
+                    .notes
+                    .push(("first listed here".to_owned(), *first));
+            } else {
+                seen.insert(*number, span);
+            }
+        }
+    }
+
+    /// Only one host may answer ARP for a cluster address on its segment. Each
+    /// balancer holds it on its interface, except keepalived balancers with
+    /// VRRP, among which VRRP elects one.
+    fn one_arp_answer(
+        &mut self,
+        ctx: &str,
+        addr: IpAddr,
+        addr_span: Span,
+        balancers: &[(usize, Span)],
+    ) {
+        let in_subnet = |b: &CheckedBalancer| match addr {
+            IpAddr::V4(a4) => b
+                .addrs
+                .v4
+                .as_ref()
+                .is_some_and(|a| a.value.trunc().contains(&a4)),
+            IpAddr::V6(a6) => b
+                .addrs
+                .v6
+                .as_ref()
+                .is_some_and(|a| a.value.trunc().contains(&a6)),
+        };
+        let holders: Vec<&CheckedBalancer> = balancers
+            .iter()
+            .map(|&(i, _)| &self.balancers[i])
+            .filter(|b| in_subnet(b))
+            .collect();
+        // VRRP peers elect one holder among them; every other holder answers.
+        let elected = |b: &CheckedBalancer| b.holder() == Some(Holder::Vrrp);
+        let unmanaged = holders.iter().filter(|b| !elected(b)).count();
+        let vrrp_group = usize::from(holders.iter().any(|b| elected(b)));
+        if unmanaged + vrrp_group >= 2 {
+            let names: Vec<String> = holders.iter().map(|b| format!("`{}`", b.name)).collect();
+            self.v
+                .warning(
+                    format!(
+                        "{ctx}: balancers {} all hold `{addr}` on one segment, so more than one answers ARP for it",
+                        names.join(", ")
+                    ),
+                    addr_span,
+                )
+                .help = Some(
+                "let one hold it at a time: keepalived with `vrrp` on every balancer of the cluster, or run `dsrgen-vips up` on the active one only"
+                    .to_owned(),
+            );
+        }
+    }
+
+    /// VRRP peers elect one holder for the addresses of their instance: peers
+    /// that share a cluster must run the same instance (router id) over the
+    /// same cluster addresses.
+    fn vrrp_peers(&mut self) {
+        let peers: Vec<usize> = (0..self.balancers.len())
+            .filter(|&i| self.balancers[i].vrrp.is_some())
+            .collect();
+        for (n, &a) in peers.iter().enumerate() {
+            for &b in &peers[n + 1..] {
+                let (ca, cb) = (&self.served.balancers[a], &self.served.balancers[b]);
+                if !ca.iter().any(|c| cb.contains(c)) {
+                    continue;
+                }
+                let (ba, bb) = (&self.balancers[a], &self.balancers[b]);
+                let (va, vb) = (
+                    ba.vrrp.as_ref().expect("peer"),
+                    bb.vrrp.as_ref().expect("peer"),
+                );
+                if va.value.router_id != vb.value.router_id {
+                    self.v
+                        .error(
+                            format!(
+                                "balancer `{}`: VRRP peer `{}` shares a cluster but uses router_id {}, not {}; both would hold the addresses",
+                                bb.name, ba.name, va.value.router_id, vb.value.router_id
+                            ),
+                            vb.span,
+                        )
+                        .notes
+                        .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                } else if ca.len() != cb.len() || ca.iter().any(|c| !cb.contains(c)) {
+                    let mut only: Vec<&str> = ca
+                        .iter()
+                        .filter(|c| !cb.contains(c))
+                        .chain(cb.iter().filter(|c| !ca.contains(c)))
+                        .map(|&c| self.served.clusters[c].1.as_str())
+                        .collect();
+                    only.sort_unstable();
+                    self.v
+                        .error(
+                            format!(
+                                "balancer `{}`: VRRP peers `{}` and `{}` must serve the same clusters, but only one serves {}",
+                                bb.name,
+                                ba.name,
+                                bb.name,
+                                only.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                            ),
+                            vb.span,
+                        )
+                        .notes
+                        .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                }
+            }
+        }
+    }
+
+    /// Resolve a reference to a host of `role`, or report it.
+    pub(super) fn reference(&mut self, item: &Value, ctx: &str, role: Role) -> Option<usize> {
+        let what = role.word();
+        let name = self.v.string(item, what, ctx)?;
+        let (names, other_names, other_role) = match role {
+            Role::Balancer => (&self.balancer_names, &self.backend_names, Role::Backend),
+            Role::Backend => (&self.backend_names, &self.balancer_names, Role::Balancer),
+        };
+        if let Some(i) = names.get(name) {
+            match role {
+                Role::Balancer => self.balancer_used[i] = true,
+                Role::Backend => self.backend_used[i] = true,
+            }
+            return Some(i);
+        }
+        if other_names.get(name).is_some() {
+            self.v.error(
+                format!("{ctx}: `{name}` is a {}, not a {what}", other_role.word()),
+                item.span,
+            );
+            return None;
+        }
+        let suggestion = did_you_mean(name, names.sorted.iter().copied());
+        let diagnostic = self.v.error(
+            format!("{ctx}: no {what} is named `{}`", shown(name)),
+            item.span,
+        );
+        if let Some(close) = suggestion {
+            diagnostic.help = Some(format!("did you mean `{close}`?"));
+        }
+        None
+    }
+
+    /// IPv4 labels `<device>:<id>` must fit in 15 bytes, on every backend and on
+    /// every balancer that holds the cluster address itself.
+    fn labels(
+        &mut self,
+        ctx: &str,
+        id: &Spanned<ClusterId>,
+        addr: IpAddr,
+        balancers: &[(usize, Span)],
+        ports: &[CheckedPort],
+    ) {
+        if addr.is_ipv6() {
+            return;
+        }
+        // (device, where it is named, whose it is); `lo:<id>` always fits.
+        let balancer_devices = balancers.iter().filter_map(|&(i, _)| {
+            let b = &self.balancers[i];
+            // Dispatcher's `executor configure` aliases without a label. An
+            // unknown engine is checked as if it labelled.
+            let interface = b
+                .interface
+                .as_ref()
+                .filter(|_| b.holder().is_none_or(Holder::labels))?;
+            Some((interface, Role::Balancer, &b.name))
+        });
+        let backend_devices = ports.iter().flat_map(|p| &p.members).filter_map(|m| {
+            let be = &self.backends[m.index];
+            Some((be.vip_device.as_ref()?, Role::Backend, &be.name))
+        });
+        let mut checked: Vec<&IfName> = Vec::new();
+        let mut problems = Vec::new();
+        for (device, role, owner) in balancer_devices.chain(backend_devices) {
+            if checked.contains(&&device.value) {
+                continue;
+            }
+            checked.push(&device.value);
+            if let Err(label) = Label::new(&device.value, id.value) {
+                problems.push((label, device, format!("{} `{owner}`", role.word())));
+            }
+        }
+        for (label, device, owner) in problems {
+            self.v
+                .error(
+                    format!(
+                        "{ctx}: the label `{label}` for {owner} is {} bytes; Linux allows at most 15",
+                        label.len()
+                    ),
+                    id.span,
+                )
+                .notes
+                .push((format!("the device `{}` is named here", device.value), device.span));
+        }
+    }
+
+    /// Hosts that serve no cluster get no files: say so, it is rarely meant.
+    pub(super) fn unused_hosts(&mut self) {
+        for (i, b) in self.balancers.iter().enumerate() {
+            if !self.balancer_used[i] {
+                self.v.warning(
+                    format!(
+                        "balancer `{}` serves no cluster; dsrgen writes nothing for it",
+                        b.name
+                    ),
+                    b.addrs.key,
+                );
+            }
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            if !self.backend_used[i] {
+                self.v.warning(
+                    format!(
+                        "backend `{}` serves no cluster; dsrgen writes nothing for it",
+                        b.name
+                    ),
+                    b.addrs.key,
+                );
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Role {
+    Balancer,
+    Backend,
+}
+
+impl Role {
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            Role::Balancer => "balancer",
+            Role::Backend => "backend",
+        }
+    }
+}

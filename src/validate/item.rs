@@ -1,0 +1,272 @@
+//! Per-item rules: the defaults, each balancer and each backend alone (types,
+//! ranges, addresses, names, engine settings). Rules that relate items are in
+//! `cluster.rs` and `port.rs`.
+
+use std::collections::HashMap;
+
+use super::{
+    CheckedBackend, CheckedBalancer, CheckedDefaults, HostAddrs, MAX_PERSISTENCE, Validator,
+};
+use crate::inventory::{self as raw, Spanned};
+use crate::model::{
+    ArpAnnounce, ArpIgnore, Engine, Health, HttpPath, Name, Output, Scheduler, Separator, Vrrp,
+};
+use crate::source::Span;
+
+impl Validator {
+    pub(super) fn defaults(&mut self, d: &raw::Defaults) -> CheckedDefaults {
+        const CTX: &str = "defaults";
+        let mut out = CheckedDefaults::default();
+        // 2 would also drop ARP from clients outside the backend's subnet, and 8
+        // would silence the backend's own address (ip-sysctl.rst).
+        if let Some(v) = &d.arp_ignore {
+            let choices = [
+                (1, ArpIgnore::ReplyOnIncoming),
+                (3, ArpIgnore::IgnoreScopeHost),
+            ];
+            if let Some(a) = self.int_choice(v, "arp_ignore", CTX, &choices) {
+                out.arp_ignore = a;
+            }
+        }
+        if let Some(v) = &d.arp_announce {
+            let choices = [(1, ArpAnnounce::AvoidForeign), (2, ArpAnnounce::Best)];
+            if let Some(a) = self.int_choice(v, "arp_announce", CTX, &choices) {
+                out.arp_announce = a;
+            }
+        }
+        if let Some(v) = &d.vip_device {
+            out.vip_device = self.ifname(v, "vip_device", CTX);
+        }
+        if let Some(outputs) = &d.outputs {
+            out.outputs.clear();
+            for item in &outputs.value.0 {
+                if let Some(o) = self.keyword(item, "output", CTX, Output::ALL, Output::as_str)
+                    && !out.outputs.insert(o)
+                {
+                    self.error(format!("{CTX}: output `{o}` is listed twice"), item.span);
+                }
+            }
+        }
+        if let Some(v) = &d.scheduler
+            && let Some(s) = self.keyword(v, "scheduler", CTX, Scheduler::ALL, Scheduler::as_str)
+        {
+            out.scheduler = s;
+        }
+        if let Some(v) = &d.persistence
+            && let Some(p) = self.int(v, "persistence", CTX, 0..=MAX_PERSISTENCE)
+        {
+            out.persistence = u32::try_from(p).expect("range checked");
+        }
+        if let Some(h) = &d.health
+            && let Some(h) = self.health(h, CTX)
+        {
+            out.health = h;
+        }
+        out
+    }
+
+    pub(super) fn health(&mut self, h: &Spanned<raw::Health>, ctx: &str) -> Option<Health> {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Tcp,
+            Http,
+            None,
+        }
+        let kind_text = |k: Kind| match k {
+            Kind::Tcp => "tcp",
+            Kind::Http => "http",
+            Kind::None => "none",
+        };
+        let kind = self.required(
+            h.value.kind.as_ref(),
+            "kind",
+            &format!("{ctx}: health"),
+            h.span,
+        )?;
+        let kind = self.keyword(
+            kind,
+            "health check kind",
+            ctx,
+            &[Kind::Tcp, Kind::Http, Kind::None],
+            kind_text,
+        )?;
+        if let Kind::Http = kind {
+            let path = match &h.value.path {
+                None => Some(HttpPath::parse("/").expect("valid")),
+                Some(p) => self.string(p, "path", ctx).and_then(|s| {
+                    HttpPath::parse(s)
+                        .map_err(|e| self.error(format!("{ctx}: {e}"), p.span))
+                        .ok()
+                }),
+            };
+            let status = match &h.value.status {
+                None => Some(200),
+                Some(s) => self
+                    .int(s, "status", ctx, 100..=599)
+                    .map(|s| u16::try_from(s).expect("range checked")),
+            };
+            return Some(Health::Http {
+                path: path?,
+                status: status?,
+            });
+        }
+        for (field, value) in [("path", &h.value.path), ("status", &h.value.status)] {
+            if let Some(value) = value {
+                self.error(
+                    format!(
+                        "{ctx}: `{field}` belongs to `kind: http` checks, not `kind: {}`",
+                        kind_text(kind)
+                    ),
+                    value.span,
+                );
+            }
+        }
+        Some(match kind {
+            Kind::Tcp => Health::Tcp,
+            Kind::None | Kind::Http => Health::None,
+        })
+    }
+
+    pub(super) fn balancer(
+        &mut self,
+        key: &Spanned<String>,
+        b: &Spanned<raw::Balancer>,
+    ) -> Option<CheckedBalancer> {
+        let name = self.name(key, "balancer")?;
+        let ctx = format!("balancer `{name}`");
+        let raw = &b.value;
+        let engine = self
+            .required(raw.engine.as_ref(), "engine", &ctx, key.span)
+            .and_then(|e| self.keyword(e, "engine", &ctx, Engine::ALL, Engine::as_str));
+        let interface = self
+            .required(raw.interface.as_ref(), "interface", &ctx, key.span)
+            .and_then(|i| self.ifname(i, "interface", &ctx));
+        let v4 = self
+            .required(raw.address.as_ref(), "address", &ctx, key.span)
+            .and_then(|a| self.host_v4(a, &ctx));
+        let v6 = raw.address6.as_ref().and_then(|a| self.host_v6(a, &ctx));
+
+        let mut vrrp = None;
+        if let Some(raw_vrrp) = &raw.vrrp {
+            if engine.is_some_and(|e| !e.takes_vrrp()) {
+                self.error(
+                    format!("{ctx}: `vrrp` is for keepalived balancers only"),
+                    raw_vrrp.span,
+                );
+            } else {
+                vrrp = self.vrrp(raw_vrrp, &ctx).map(|value| Spanned {
+                    value,
+                    span: raw_vrrp.span,
+                });
+            }
+        }
+        let mut separator = Separator::At;
+        if let Some(d) = &raw.dispatcher {
+            if engine.is_some_and(|e| !e.takes_dispatcher_settings()) {
+                self.error(
+                    format!("{ctx}: `dispatcher` settings are for dispatcher balancers only"),
+                    d.span,
+                );
+            } else if let Some(s) = &d.value.separator {
+                separator = self
+                    .keyword(s, "separator", &ctx, Separator::ALL, Separator::as_str)
+                    .unwrap_or(Separator::At);
+            }
+        }
+        Some(CheckedBalancer {
+            name,
+            addrs: HostAddrs {
+                key: key.span,
+                v4,
+                v6,
+            },
+            engine,
+            interface,
+            vrrp,
+            separator,
+        })
+    }
+
+    fn vrrp(&mut self, v: &Spanned<raw::Vrrp>, ctx: &str) -> Option<Vrrp> {
+        let vctx = format!("{ctx}: vrrp");
+        let router_id = self
+            .required(v.value.router_id.as_ref(), "router_id", &vctx, v.span)
+            .and_then(|r| self.int(r, "router_id", ctx, 1..=255));
+        // 255 is reserved for the router that owns the addresses; keepalived's
+        // instances here always start as BACKUP.
+        let priority = match &v.value.priority {
+            None => Some(100),
+            Some(p) => self.int(p, "priority", ctx, 1..=254),
+        };
+        Some(Vrrp {
+            router_id: u8::try_from(router_id?).expect("range checked"),
+            priority: u8::try_from(priority?).expect("range checked"),
+        })
+    }
+
+    pub(super) fn backend(
+        &mut self,
+        key: &Spanned<String>,
+        b: &Spanned<raw::Backend>,
+        defaults: &CheckedDefaults,
+    ) -> Option<CheckedBackend> {
+        let name = self.name(key, "backend")?;
+        let ctx = format!("backend `{name}`");
+        let raw = &b.value;
+        let interface = self
+            .required(raw.interface.as_ref(), "interface", &ctx, key.span)
+            .and_then(|i| self.ifname(i, "interface", &ctx));
+        let v4 = self
+            .required(raw.address.as_ref(), "address", &ctx, key.span)
+            .and_then(|a| self.host_v4(a, &ctx));
+        let v6 = raw.address6.as_ref().and_then(|a| self.host_v6(a, &ctx));
+        let vip_device = match &raw.vip_device {
+            Some(d) => self.ifname(d, "vip_device", &ctx),
+            None => defaults.vip_device.clone(),
+        };
+        if let (Some(dev), Some(interface)) = (&vip_device, &interface)
+            && dev.value == interface.value
+        {
+            self.error(
+                    format!(
+                        "{ctx}: `vip_device` is the host's own interface `{dev}`; cluster addresses there would answer ARP",
+                        dev = dev.value
+                    ),
+                    dev.span,
+                )
+                .help = Some("use `lo` or a dummy device".to_owned());
+        }
+        Some(CheckedBackend {
+            name,
+            addrs: HostAddrs {
+                key: key.span,
+                v4,
+                v6,
+            },
+            interface: interface.map(|i| i.value),
+            vip_device,
+        })
+    }
+
+    pub(super) fn host_names_are_distinct(
+        &mut self,
+        balancers: &[CheckedBalancer],
+        backends: &[CheckedBackend],
+    ) {
+        let by_name: HashMap<&Name, Span> =
+            balancers.iter().map(|b| (&b.name, b.addrs.key)).collect();
+        for backend in backends {
+            if let Some(&first) = by_name.get(&backend.name) {
+                self.error(
+                    format!(
+                        "`{}` is both a balancer and a backend; each host has one role",
+                        backend.name
+                    ),
+                    backend.addrs.key,
+                )
+                .notes
+                .push(("the balancer is defined here".to_owned(), first));
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Rules of one port of a cluster: number and protocol, scheduler, persistence,
+//! health check, and its backends with their weights and segment.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::MAX_PERSISTENCE;
+use super::cluster::{ClusterPass, Role};
+use crate::diagnostic::{did_you_mean, shown};
+use crate::engine::Scheduling;
+use crate::inventory::{self as raw, Scalar, Spanned};
+use crate::model::{Engine, HashScheduler, Health, Member, Port, Protocol, Scheduler};
+use crate::source::Span;
+
+impl ClusterPass<'_, '_> {
+    pub(super) fn port(
+        &mut self,
+        p: &Spanned<raw::Port>,
+        cluster_ctx: &str,
+        balancers: &[(usize, Span)],
+        address: Option<(IpAddr, Span)>,
+        seen: &mut HashMap<(Protocol, u16), Span>,
+    ) -> CheckedPort {
+        let raw = &p.value;
+        let number = self
+            .v
+            .required(
+                raw.port.as_ref(),
+                "port",
+                &format!("{cluster_ctx}: a port entry"),
+                p.span,
+            )
+            .and_then(|n| self.v.int(n, "port", cluster_ctx, 1..=65535))
+            .map(|n| u16::try_from(n).expect("range checked"));
+        let protocol = match &raw.protocol {
+            None => Some(Protocol::Tcp),
+            Some(v) => self
+                .v
+                .keyword(v, "protocol", cluster_ctx, Protocol::ALL, Protocol::as_str),
+        };
+        let ctx = match (number, protocol) {
+            (Some(n), Some(proto)) => format!("{cluster_ctx}, port {n}/{proto}"),
+            (Some(n), None) => format!("{cluster_ctx}, port {n}"),
+            _ => cluster_ctx.to_owned(),
+        };
+        if let (Some(n), Some(proto)) = (number, protocol) {
+            let port_span = raw.port.as_ref().map_or(p.span, |v| v.span);
+            if let Some(first) = seen.get(&(proto, n)) {
+                self.v
+                    .error(format!("{ctx} is listed twice"), port_span)
+                    .notes
+                    .push(("first listed here".to_owned(), *first));
+            } else {
+                seen.insert((proto, n), port_span);
+            }
+        }
+
+        let engines: BTreeSet<Engine> = balancers
+            .iter()
+            .filter_map(|&(i, _)| self.balancers[i].engine)
+            .collect();
+        let (ipvs_scheduler, hash_scheduler) = self.scheduler(raw, &ctx, balancers, &engines);
+        let persistence = match &raw.persistence {
+            None => Some(self.defaults.persistence),
+            Some(v) => self
+                .v
+                .int(v, "persistence", &ctx, 0..=MAX_PERSISTENCE)
+                .map(|p| u32::try_from(p).expect("range checked")),
+        };
+        let health = self.port_health(raw, &ctx, protocol, &engines);
+
+        let members = self.members(
+            raw,
+            p.span,
+            &ctx,
+            balancers,
+            address,
+            &engines,
+            ipvs_scheduler,
+        );
+        let port = (|| {
+            Some(Port {
+                port: number?,
+                protocol: protocol?,
+                ipvs_scheduler: ipvs_scheduler?,
+                hash_scheduler: hash_scheduler?,
+                persistence: persistence?,
+                health: health?,
+                backends: members
+                    .iter()
+                    .map(|m| Member {
+                        backend: self.backends[m.index].name.clone(),
+                        weight: m.weight,
+                    })
+                    .collect(),
+            })
+        })();
+        CheckedPort { port, members }
+    }
+
+    /// The port's scheduler for IPVS engines and for nftables.
+    fn scheduler(
+        &mut self,
+        raw: &raw::Port,
+        ctx: &str,
+        balancers: &[(usize, Span)],
+        engines: &BTreeSet<Engine>,
+    ) -> (Option<Scheduler>, Option<HashScheduler>) {
+        let Some(value) = &raw.scheduler else {
+            return (Some(self.defaults.scheduler), Some(HashScheduler::Flow));
+        };
+        let Some(s) = self
+            .v
+            .keyword(value, "scheduler", ctx, Scheduler::ALL, Scheduler::as_str)
+        else {
+            return (None, None);
+        };
+        let weighted = |e: &Engine| match e.scheduling() {
+            Scheduling::Weights { why } => Some(why),
+            Scheduling::Ipvs | Scheduling::Hash => None,
+        };
+        if let Some(first) = engines.first()
+            && let Some(why) = weighted(first)
+            && engines.iter().all(|e| weighted(e).is_some())
+        {
+            self.v
+                .error(
+                    format!("{ctx}: {first} balancers have no scheduler; remove `scheduler`"),
+                    value.span,
+                )
+                .help = Some(why.to_owned());
+            return (None, None);
+        }
+        let hash = s.as_hash();
+        if hash.is_none() {
+            for &(i, reference) in balancers {
+                let b = &self.balancers[i];
+                if let Some(engine) = b.engine
+                    && engine.scheduling() == Scheduling::Hash
+                {
+                    // A stateless balancer cannot count connections, and per-packet
+                    // spreading breaks TCP: only a flow hash keeps a connection on
+                    // one backend.
+                    let hashes: Vec<String> = HashScheduler::ALL
+                        .iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect();
+                    self.v
+                        .error(
+                            format!(
+                                "{ctx}: {engine} balancer `{}` cannot run scheduler `{s}`; it is stateless and only hashes ({})",
+                                b.name,
+                                hashes.join(" or ")
+                            ),
+                            value.span,
+                        )
+                        .notes
+                        .push(("the balancer is listed here".to_owned(), reference));
+                }
+            }
+        }
+        (Some(s), Some(hash.unwrap_or(HashScheduler::Flow)))
+    }
+
+    fn port_health(
+        &mut self,
+        raw: &raw::Port,
+        ctx: &str,
+        protocol: Option<Protocol>,
+        engines: &BTreeSet<Engine>,
+    ) -> Option<Health> {
+        let Some(h) = &raw.health else {
+            return Some(match protocol {
+                Some(Protocol::Tcp) => self.defaults.health.clone(),
+                _ => Health::None,
+            });
+        };
+        let health = self.v.health(h, ctx)?;
+        if let Some(proto @ (Protocol::Udp | Protocol::Sctp)) = protocol
+            && health != Health::None
+        {
+            self.v.error(
+                    format!("{ctx}: a TCP or HTTP health check cannot probe a {proto} service; use `kind: none`"),
+                    h.span,
+                );
+            return None;
+        }
+        if !engines.is_empty() && !engines.iter().any(|e| e.checks_health()) {
+            let unchecked: Vec<&str> = Engine::ALL
+                .iter()
+                .filter(|e| !e.checks_health())
+                .map(|e| e.as_str())
+                .collect();
+            self.v.warning(
+                format!(
+                    "{ctx}: {} do not check health; this `health` has no effect",
+                    unchecked.join(" and ")
+                ),
+                h.span,
+            );
+        }
+        if let Health::Http { path, status } = &health
+            && (path.as_str() != "/" || *status != 200)
+            && let Some(caveat) = engines.iter().find_map(|e| e.http_check_caveat())
+        {
+            self.v.warning(
+                format!(
+                    "{ctx}: {caveat}; it does not check `{} -> {status}`",
+                    path.as_str()
+                ),
+                h.span,
+            );
+        }
+        Some(health)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn members(
+        &mut self,
+        raw: &raw::Port,
+        parent: Span,
+        ctx: &str,
+        balancers: &[(usize, Span)],
+        address: Option<(IpAddr, Span)>,
+        engines: &BTreeSet<Engine>,
+        scheduler: Option<Scheduler>,
+    ) -> Vec<CheckedMember> {
+        let mut members: Vec<CheckedMember> = Vec::new();
+        let Some(list) = self
+            .v
+            .required(raw.backends.as_ref(), "backends", ctx, parent)
+        else {
+            return members;
+        };
+        for item in &list.value.0 {
+            let Some(index) = self.reference(item, ctx, Role::Backend) else {
+                continue;
+            };
+            if let Some(first) = members.iter().find(|m| m.index == index) {
+                let first = first.span;
+                self.v
+                    .error(
+                        format!(
+                            "{ctx}: backend `{}` is listed twice",
+                            self.backends[index].name
+                        ),
+                        item.span,
+                    )
+                    .notes
+                    .push(("first listed here".to_owned(), first));
+                continue;
+            }
+            if let Some((addr, _)) = address {
+                self.same_segment(ctx, index, item.span, addr, balancers);
+            }
+            members.push(CheckedMember {
+                index,
+                span: item.span,
+                weight: 1,
+            });
+        }
+
+        let max_weight = engines
+            .iter()
+            .map(|e| e.max_weight())
+            .min()
+            .unwrap_or(u16::MAX);
+        if let Some(weights) = &raw.weights {
+            for (key, value) in &weights.value.0 {
+                let Some(m) = members
+                    .iter_mut()
+                    .find(|m| self.backends[m.index].name.as_str() == key.value)
+                else {
+                    let listed = members.iter().map(|m| self.backends[m.index].name.as_str());
+                    let suggestion = did_you_mean(&key.value, listed);
+                    let diagnostic = self.v.error(
+                        format!(
+                            "{ctx}: `{}` in `weights` is not among this port's `backends`",
+                            shown(&key.value)
+                        ),
+                        key.span,
+                    );
+                    if let Some(close) = suggestion {
+                        diagnostic.help = Some(format!("did you mean `{close}`?"));
+                    }
+                    continue;
+                };
+                if let Scalar::Int(w) = value.value
+                    && w > i128::from(max_weight)
+                    && w <= i128::from(u16::MAX)
+                {
+                    self.v.error(
+                            format!("{ctx}: weight {w} is above {max_weight}, the most a dispatcher balancer takes"),
+                            value.span,
+                        );
+                    continue;
+                }
+                if let Some(w) = self.v.int(value, "weight", ctx, 0..=i128::from(max_weight)) {
+                    m.weight = u16::try_from(w).expect("range checked");
+                    m.span = value.span;
+                }
+            }
+        }
+
+        if list.value.0.is_empty() {
+            self.v.warning(
+                format!("{ctx}: no backends; the port serves nothing"),
+                list.span,
+            );
+        } else if !members.is_empty() && members.iter().all(|m| m.weight == 0) {
+            self.v.warning(
+                format!("{ctx}: every backend is drained (weight 0); the port serves nothing"),
+                list.span,
+            );
+        } else if scheduler == Some(Scheduler::Mh)
+            && engines.iter().any(|e| e.scheduling() == Scheduling::Ipvs)
+        {
+            for m in members.iter().filter(|m| m.weight == 0) {
+                self.v.warning(
+                    format!(
+                        "{ctx}: backend `{}` is drained (weight 0) on an `mh` port; its share of the Maglev table moves to the others, and a few other flows move with it",
+                        self.backends[m.index].name
+                    ),
+                    m.span,
+                );
+            }
+        }
+        members
+    }
+
+    /// MAC forwarding rewrites only the destination MAC: the backend must sit on
+    /// the balancer's layer-2 segment, which we check as "inside its subnet".
+    fn same_segment(
+        &mut self,
+        ctx: &str,
+        backend: usize,
+        reference: Span,
+        addr: IpAddr,
+        balancers: &[(usize, Span)],
+    ) {
+        let be = &self.backends[backend];
+        let be_addr: Option<IpAddr> = match addr {
+            IpAddr::V4(_) => be.addrs.v4.as_ref().map(|a| IpAddr::V4(a.value.addr())),
+            IpAddr::V6(_) => be.addrs.v6.as_ref().map(|a| IpAddr::V6(a.value.addr())),
+        };
+        let Some(be_addr) = be_addr else {
+            if addr.is_ipv6() && self.reported.insert((self.cluster, backend, usize::MAX)) {
+                self.v
+                    .error(
+                        format!(
+                            "{ctx}: the cluster address `{addr}` is IPv6, but backend `{}` has no `address6`",
+                            be.name
+                        ),
+                        reference,
+                    )
+                    .notes
+                    .push(("the backend is defined here".to_owned(), be.addrs.key));
+            }
+            return;
+        };
+        for &(i, _) in balancers {
+            let b = &self.balancers[i];
+            let net: Option<(IpNet, Span)> = match addr {
+                IpAddr::V4(_) => b
+                    .addrs
+                    .v4
+                    .as_ref()
+                    .map(|a| (a.value.trunc().into(), a.span)),
+                IpAddr::V6(_) => b
+                    .addrs
+                    .v6
+                    .as_ref()
+                    .map(|a| (a.value.trunc().into(), a.span)),
+            };
+            let Some((net, net_span)) = net else { continue };
+            if !net.contains(&be_addr) && self.reported.insert((self.cluster, backend, i)) {
+                self.v
+                    .error(
+                        format!(
+                            "{ctx}: backend `{}` ({be_addr}) is outside balancer `{}`'s subnet {net}; MAC forwarding needs one layer-2 segment",
+                            be.name, b.name
+                        ),
+                        reference,
+                    )
+                    .notes
+                    .push(("the balancer's address is here".to_owned(), net_span));
+            }
+        }
+    }
+}
+
+pub(super) struct CheckedPort {
+    pub(super) port: Option<Port>,
+    pub(super) members: Vec<CheckedMember>,
+}
+
+pub(super) struct CheckedMember {
+    pub(super) index: usize,
+    /// The reference, or the weight once one is given.
+    span: Span,
+    weight: u16,
+}
