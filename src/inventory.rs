@@ -203,6 +203,7 @@ pub struct Defaults {
     pub scheduler: Option<Value>,
     pub persistence: Option<Value>,
     pub health: Option<Spanned<Health>>,
+    pub on_failure: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -211,6 +212,52 @@ pub struct Health {
     pub kind: Option<Value>,
     pub path: Option<Value>,
     pub status: Option<Value>,
+    pub host: Option<Value>,
+    pub expect: Option<Value>,
+    pub digest: Option<Value>,
+    pub port: Option<Value>,
+    pub name: Option<Value>,
+    pub script: Option<Value>,
+    pub interval: Option<Value>,
+    pub timeout: Option<Value>,
+    pub retries: Option<Value>,
+    pub retry_delay: Option<Value>,
+}
+
+/// A port's `health`: one check, or a list of checks that must all pass.
+#[derive(Debug, PartialEq)]
+pub enum Checks {
+    One(Box<Health>),
+    All(List<Health>),
+}
+
+impl<'de> Deserialize<'de> for Checks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ChecksVisitor;
+
+        impl<'de> Visitor<'de> for ChecksVisitor {
+            type Value = Checks;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a health check (a mapping) or a list of them")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Checks, A::Error> {
+                Health::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|h| Checks::One(Box::new(h)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checks, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Checks::All(List(items)))
+            }
+        }
+
+        deserializer.deserialize_any(ChecksVisitor)
+    }
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -262,7 +309,9 @@ pub struct Port {
     pub protocol: Option<Value>,
     pub scheduler: Option<Value>,
     pub persistence: Option<Value>,
-    pub health: Option<Spanned<Health>>,
+    pub health: Option<Spanned<Checks>>,
+    pub on_failure: Option<Value>,
+    pub quorum: Option<Value>,
     pub backends: Option<Spanned<List<Scalar>>>,
     pub weights: Option<Spanned<Entries<Value>>>,
 }

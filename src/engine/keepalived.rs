@@ -6,12 +6,8 @@ use serde::Serialize;
 
 use super::{Balancing, RealServer, balancer_cidr};
 use crate::kind::FileKind;
-use crate::model::{Health, IfName, Name, Protocol};
+use crate::model::{Check, IfName, Name, OnFailure, Probe, Protocol};
 use crate::plan::{Context, PlannedFile, Role};
-
-/// Seconds a health check waits for a connection. keepalived's own default is
-/// 5; a dead backend should leave rotation sooner.
-const CONNECT_TIMEOUT: u32 = 3;
 
 /// Seconds between VRRP advertisements: keepalived's default, and the
 /// quickest `VRRPv2` allows. A backup takes over after about three missed ones.
@@ -22,7 +18,6 @@ pub struct KeepalivedContext {
     pub inventory: String,
     pub host: Name,
     pub vrrp: Option<VrrpContext>,
-    pub connect_timeout: u32,
     pub services: Vec<KeepalivedService>,
 }
 
@@ -49,11 +44,87 @@ pub struct KeepalivedService {
     /// A scheduler flag, written after `lb_algo` or keepalived ignores it.
     pub flag: Option<&'static str>,
     pub persistence: Option<u32>,
-    /// `tcp`, `http`, or none.
-    pub check: Option<&'static str>,
-    pub path: Option<String>,
-    pub status: Option<u16>,
+    /// `inhibit_on_failure`: a failed backend keeps weight 0 instead of
+    /// leaving the service.
+    pub inhibit: bool,
+    pub quorum: Option<u32>,
+    /// The checks every real server runs; all must pass.
+    pub checks: Vec<Checker>,
     pub reals: Vec<RealServer>,
+}
+
+/// One checker block of a real server. Every timing is written, since
+/// keepalived's own defaults differ from checker to checker.
+#[derive(Clone, Debug, Serialize)]
+pub struct Checker {
+    /// `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `UDP_CHECK`, `DNS_CHECK`, `MISC_CHECK`.
+    pub block: &'static str,
+    pub url: Option<Url>,
+    pub virtualhost: Option<String>,
+    /// `enable_sni`: send the `virtualhost` as the TLS server name.
+    pub sni: bool,
+    /// `DNS_CHECK`: the name asked for, type A.
+    pub dns_name: Option<String>,
+    /// `MISC_CHECK`: the program, which has no connection to time out but a
+    /// run time (`misc_timeout`).
+    pub misc_path: Option<String>,
+    pub connect_port: Option<u16>,
+    /// `connect_timeout`, or `misc_timeout` for a program.
+    pub timeout: u32,
+    pub retry: u32,
+    pub delay_before_retry: u32,
+    pub delay_loop: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Url {
+    pub path: String,
+    pub status: u16,
+    pub digest: Option<String>,
+    /// A regular expression the body must match: the `expect` text, whose
+    /// alphabet holds no regex metacharacter.
+    pub regex: Option<String>,
+}
+
+/// The checker block of one check.
+fn checker(check: &Check) -> Checker {
+    let mut c = Checker {
+        block: "TCP_CHECK",
+        url: None,
+        virtualhost: None,
+        sni: false,
+        dns_name: None,
+        misc_path: None,
+        connect_port: check.port,
+        timeout: check.timing.timeout,
+        retry: check.timing.retries,
+        delay_before_retry: check.timing.retry_delay,
+        delay_loop: check.timing.interval,
+    };
+    match &check.probe {
+        Probe::Tcp => {}
+        Probe::Http(http) => {
+            c.block = if http.tls { "SSL_GET" } else { "HTTP_GET" };
+            c.url = Some(Url {
+                path: http.path.as_str().to_owned(),
+                status: http.status,
+                digest: http.digest.clone(),
+                regex: http.expect.as_ref().map(|e| e.as_str().to_owned()),
+            });
+            c.virtualhost = http.host.as_ref().map(|h| h.as_str().to_owned());
+            c.sni = http.tls && http.host.is_some();
+        }
+        Probe::Udp => c.block = "UDP_CHECK",
+        Probe::Dns { name } => {
+            c.block = "DNS_CHECK";
+            c.dns_name = Some(name.as_str().to_owned());
+        }
+        Probe::Script { path } => {
+            c.block = "MISC_CHECK";
+            c.misc_path = Some(path.as_str().to_owned());
+        }
+    }
+    c
 }
 
 pub fn file(b: &Balancing) -> (PlannedFile, Context) {
@@ -86,18 +157,14 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             excluded,
         }
     });
+    // keepalived refuses a virtual_server without a real_server (a port with
+    // no backends, which validation warns about): leave it out.
     let services = b
         .services
         .iter()
+        .filter(|s| !s.reals.is_empty())
         .map(|s| {
             let (lb_algo, flag) = s.ipvs_scheduler();
-            let (check, path, status) = match &s.port.health {
-                Health::None => (None, None, None),
-                Health::Tcp => (Some("tcp"), None, None),
-                Health::Http { path, status } => {
-                    (Some("http"), Some(path.as_str().to_owned()), Some(*status))
-                }
-            };
             KeepalivedService {
                 cluster: s.cluster.clone(),
                 address: s.address.to_string(),
@@ -110,9 +177,9 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                 lb_algo,
                 flag,
                 persistence: Some(s.port.persistence).filter(|&p| p > 0),
-                check,
-                path,
-                status,
+                inhibit: s.port.on_failure == OnFailure::Drain,
+                quorum: s.port.quorum,
+                checks: s.port.health.iter().map(checker).collect(),
                 reals: s.real_servers(),
             }
         })
@@ -128,7 +195,6 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             inventory: b.inventory.to_owned(),
             host: b.name.clone(),
             vrrp,
-            connect_timeout: CONNECT_TIMEOUT,
             services,
         }),
     )

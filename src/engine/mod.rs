@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::{Balancer, Engine, Model, Name, Port, Protocol, Scheduler};
+use crate::model::{Balancer, Check, Engine, Model, Name, Port, Probe, Protocol, Scheduler};
 use crate::plan::{Context, PlannedFile};
 
 /// How an engine picks a backend for a new connection.
@@ -79,12 +79,30 @@ impl Engine {
         }
     }
 
-    /// What the engine's HTTP check leaves out of a path and status other
-    /// than `/` and 200, if anything.
-    pub fn http_check_caveat(self) -> Option<&'static str> {
+    /// Whether the engine can run a check of this kind.
+    pub fn runs(self, probe: &Probe) -> bool {
+        match self {
+            Engine::Keepalived => true,
+            Engine::Dispatcher => dispatcher::advisor(probe).is_some(),
+            Engine::Ipvsadm | Engine::Nftables => false,
+        }
+    }
+
+    /// What the engine leaves out of a check it runs, if anything, in words
+    /// for a warning.
+    pub fn check_caveat(self, check: &Check) -> Option<String> {
         match self {
             Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => None,
-            Engine::Dispatcher => Some(dispatcher::HTTP_ADVISOR),
+            Engine::Dispatcher => dispatcher::caveat(check),
+        }
+    }
+
+    /// Whether `on_failure` and `quorum` take effect: the engine decides
+    /// itself what a failed server gets, or checks nothing.
+    pub fn honours_failure_policy(self) -> bool {
+        match self {
+            Engine::Keepalived => true,
+            Engine::Dispatcher | Engine::Ipvsadm | Engine::Nftables => false,
         }
     }
 

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::inventory::{self as raw, Spanned};
 use crate::model::{
-    ArpAnnounce, ArpIgnore, Engine, Health, HttpPath, Name, Output, Scheduler, Separator, Vrrp,
+    ArpAnnounce, ArpIgnore, Engine, Name, OnFailure, Output, Scheduler, Separator, Timing, Vrrp,
 };
 use crate::source::Span;
 
@@ -57,74 +57,22 @@ impl Validator {
         {
             out.persistence = u32::try_from(p).expect("range checked");
         }
+        // `defaults.health` is the check of every TCP port that names none,
+        // and its timing the timing of every check that does not say its own.
         if let Some(h) = &d.health
-            && let Some(h) = self.health(h, CTX)
+            && let Ok(check) = self.check(&h.value, h.span, CTX, Timing::DEFAULT)
         {
-            out.health = h;
+            if let Some(check) = &check {
+                out.timing = check.timing;
+            }
+            out.health = check.into_iter().collect();
+        }
+        if let Some(v) = &d.on_failure
+            && let Some(o) = self.keyword(v, "on_failure", CTX, OnFailure::ALL, OnFailure::as_str)
+        {
+            out.on_failure = o;
         }
         out
-    }
-
-    pub(super) fn health(&mut self, h: &Spanned<raw::Health>, ctx: &str) -> Option<Health> {
-        #[derive(Clone, Copy)]
-        enum Kind {
-            Tcp,
-            Http,
-            None,
-        }
-        let kind_text = |k: Kind| match k {
-            Kind::Tcp => "tcp",
-            Kind::Http => "http",
-            Kind::None => "none",
-        };
-        let kind = self.required(
-            h.value.kind.as_ref(),
-            "kind",
-            &format!("{ctx}: health"),
-            h.span,
-        )?;
-        let kind = self.keyword(
-            kind,
-            "health check kind",
-            ctx,
-            &[Kind::Tcp, Kind::Http, Kind::None],
-            kind_text,
-        )?;
-        if let Kind::Http = kind {
-            let path = match &h.value.path {
-                None => Some(HttpPath::parse("/").expect("valid")),
-                Some(p) => self.string(p, "path", ctx).and_then(|s| {
-                    HttpPath::parse(s)
-                        .map_err(|e| self.error(format!("{ctx}: {e}"), p.span))
-                        .ok()
-                }),
-            };
-            let status = match &h.value.status {
-                None => Some(200),
-                Some(s) => self
-                    .int(s, "status", ctx, 100..=599)
-                    .map(|s| u16::try_from(s).expect("range checked")),
-            };
-            return Some(Health::Http {
-                path: path?,
-                status: status?,
-            });
-        }
-        for (field, value) in [("path", &h.value.path), ("status", &h.value.status)] {
-            if let Some(value) = value {
-                self.error(
-                    format!(
-                        "{ctx}: `{field}` belongs to `kind: http` checks, not `kind: {}`",
-                        kind_text(kind)
-                    ),
-                    value.span,
-                );
-            }
-        }
-        Some(match kind {
-            Kind::Tcp => Health::Tcp,
-            Kind::None | Kind::Http => Health::None,
-        })
     }
 
     pub(super) fn balancer(
