@@ -306,6 +306,7 @@ pub struct Cluster {
 #[serde(deny_unknown_fields)]
 pub struct Port {
     pub port: Option<Value>,
+    pub ports: Option<Spanned<List<Scalar>>>,
     pub protocol: Option<Value>,
     pub scheduler: Option<Value>,
     pub persistence: Option<Value>,

@@ -588,7 +588,11 @@ pub struct Cluster {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {
+    /// The port, or the first of a group.
     pub port: u16,
+    /// Every port of a group (`ports: [80, 443]`): one service over all of
+    /// them, a firewall-mark service on IPVS. Empty for a single port.
+    pub group: Vec<u16>,
     pub protocol: Protocol,
     /// The scheduler IPVS engines use: the port's own or `defaults.scheduler`.
     pub ipvs_scheduler: Scheduler,

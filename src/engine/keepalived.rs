@@ -37,6 +37,11 @@ pub struct VrrpContext {
 #[derive(Clone, Debug, Serialize)]
 pub struct KeepalivedService {
     pub cluster: Name,
+    /// `80/tcp`, or `80+443/tcp` for a port group.
+    pub shown: String,
+    /// A port group's firewall mark: `virtual_server fwmark <mark>`, and
+    /// real servers without a port.
+    pub mark: Option<u32>,
     pub address: String,
     pub port: u16,
     pub protocol: &'static str,
@@ -86,8 +91,9 @@ pub struct Url {
     pub regex: Option<String>,
 }
 
-/// The checker block of one check.
-fn checker(check: &Check) -> Checker {
+/// The checker block of one check. A firewall-mark service's real servers
+/// have no port: its checks connect to the group's first unless they say.
+fn checker(check: &Check, group_port: Option<u16>) -> Checker {
     let mut c = Checker {
         block: "TCP_CHECK",
         url: None,
@@ -95,7 +101,7 @@ fn checker(check: &Check) -> Checker {
         sni: false,
         dns_name: None,
         misc_path: None,
-        connect_port: check.port,
+        connect_port: check.port.or(group_port),
         timeout: check.timing.timeout,
         retry: check.timing.retries,
         delay_before_retry: check.timing.retry_delay,
@@ -165,8 +171,11 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
         .filter(|s| !s.reals.is_empty())
         .map(|s| {
             let (lb_algo, flag) = s.ipvs_scheduler();
+            let mark = s.mark();
             KeepalivedService {
                 cluster: s.cluster.clone(),
+                shown: s.ports_shown(),
+                mark,
                 address: s.address.to_string(),
                 port: s.port.port,
                 protocol: match s.protocol {
@@ -179,7 +188,12 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                 persistence: Some(s.port.persistence).filter(|&p| p > 0),
                 inhibit: s.port.on_failure == OnFailure::Drain,
                 quorum: s.port.quorum,
-                checks: s.port.health.iter().map(checker).collect(),
+                checks: s
+                    .port
+                    .health
+                    .iter()
+                    .map(|c| checker(c, mark.map(|_| s.port.port)))
+                    .collect(),
                 reals: s.real_servers(),
             }
         })

@@ -6,6 +6,7 @@
 //! context and what goes into it) lives in `engine/<engine>.rs`.
 
 pub mod dispatcher;
+pub mod fwmark;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod nftables;
@@ -14,7 +15,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::{Balancer, Check, Engine, Model, Name, Port, Probe, Protocol, Scheduler};
+use crate::model::{
+    Balancer, Check, ClusterId, Engine, Model, Name, Port, Probe, Protocol, Scheduler,
+};
 use crate::plan::{Context, PlannedFile};
 
 /// How an engine picks a backend for a new connection.
@@ -113,6 +116,15 @@ impl Engine {
         }
     }
 
+    /// Whether several ports can be one service (`ports: [80, 443]`):
+    /// IPVS does it with a firewall mark.
+    pub fn serves_groups(self) -> bool {
+        match self {
+            Engine::Keepalived | Engine::Ipvsadm => true,
+            Engine::Dispatcher | Engine::Nftables => false,
+        }
+    }
+
     /// Whether one port number may be two services, one per protocol.
     /// Dispatcher keys a port by its number alone.
     pub fn tells_protocols_apart(self) -> bool {
@@ -165,13 +177,14 @@ pub struct Balancing<'m> {
     pub services: Vec<Service<'m>>,
 }
 
-/// The balancer's table, configuration or ruleset.
-pub fn file(
+/// The balancer's table, configuration or ruleset, and the firewall marks
+/// its port groups need.
+pub fn files(
     model: &Model,
     name: &Name,
     balancer: &Balancer,
     inventory: &str,
-) -> (PlannedFile, Context) {
+) -> Vec<(PlannedFile, Context)> {
     let b = Balancing {
         model,
         name,
@@ -179,12 +192,15 @@ pub fn file(
         inventory,
         services: services(model, balancer),
     };
-    match balancer.engine {
+    let table = match balancer.engine {
         Engine::Keepalived => keepalived::file(&b),
         Engine::Ipvsadm => ipvsadm::file(&b),
         Engine::Dispatcher => dispatcher::file(&b),
         Engine::Nftables => nftables::file(&b),
-    }
+    };
+    let mut files = vec![table];
+    files.extend(fwmark::file(&b));
+    files
 }
 
 /// One (cluster, protocol, port) a balancer serves, with its real servers in
@@ -192,6 +208,7 @@ pub fn file(
 #[derive(Debug)]
 pub struct Service<'m> {
     pub cluster: &'m Name,
+    pub id: ClusterId,
     pub address: IpAddr,
     pub protocol: Protocol,
     pub port: &'m Port,
@@ -200,6 +217,24 @@ pub struct Service<'m> {
 }
 
 impl Service<'_> {
+    /// The firewall mark of a port group: the cluster id and the group's
+    /// first port, so that it is stable and unique on every balancer.
+    pub fn mark(&self) -> Option<u32> {
+        (!self.port.group.is_empty())
+            .then(|| (u32::from(self.id.0) << 16) | u32::from(self.port.port))
+    }
+
+    /// `80/tcp`, or `80+443/tcp` for a group, as comments name a service.
+    pub fn ports_shown(&self) -> String {
+        let ports = if self.port.group.is_empty() {
+            self.port.port.to_string()
+        } else {
+            let ports: Vec<String> = self.port.group.iter().map(u16::to_string).collect();
+            ports.join("+")
+        };
+        format!("{ports}/{}", self.protocol)
+    }
+
     /// The real servers as keepalived and Dispatcher list them.
     pub fn real_servers(&self) -> Vec<RealServer> {
         self.reals
@@ -244,6 +279,7 @@ fn services<'m>(model: &'m Model, balancer: &'m Balancer) -> Vec<Service<'m>> {
             reals.sort_unstable();
             rows.push(Service {
                 cluster: name,
+                id: cluster.id,
                 address: cluster.address,
                 protocol: port.protocol,
                 port,
@@ -251,8 +287,10 @@ fn services<'m>(model: &'m Model, balancer: &'m Balancer) -> Vec<Service<'m>> {
             });
         }
     }
+    // Firewall-mark services after the others, by mark.
     rows.sort_by_key(|r| {
         (
+            r.mark(),
             r.address.is_ipv6(),
             protocol_number(r.protocol),
             r.address,

@@ -37,6 +37,8 @@ pub(super) struct ClusterPass<'v, 'a> {
     /// listed on several ports hears of each once: (cluster, backend, balancer
     /// or `usize::MAX` for "no address6").
     pub(super) reported: HashSet<(usize, usize, usize)>,
+    /// The port groups of the cluster being checked, by their first port.
+    pub(super) groups: HashMap<u16, Span>,
 }
 
 /// Which valid clusters each balancer and backend serves.
@@ -88,6 +90,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             backend_used: vec![false; backends.len()],
             cluster: 0,
             reported: HashSet::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -115,6 +118,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
     ) -> Option<(Name, Cluster)> {
         let name = self.v.name(key, "cluster")?;
         self.cluster = key.span.start;
+        self.groups.clear();
         let ctx = format!("cluster `{name}`");
         let raw = &c.value;
 

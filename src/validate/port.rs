@@ -10,7 +10,7 @@ use super::cluster::{ClusterPass, Role};
 use super::{MAX_PERSISTENCE, Reported};
 use crate::diagnostic::{did_you_mean, shown};
 use crate::engine::Scheduling;
-use crate::inventory::{self as raw, Scalar, Spanned};
+use crate::inventory::{self as raw, Scalar, Spanned, Value};
 use crate::model::{
     Check, Engine, HashScheduler, Member, OnFailure, Port, Probe, Protocol, Scheduler,
 };
@@ -26,37 +26,56 @@ impl ClusterPass<'_, '_> {
         seen: &mut HashMap<(Protocol, u16), Span>,
     ) -> CheckedPort {
         let raw = &p.value;
-        let number = self
-            .v
-            .required(
-                raw.port.as_ref(),
-                "port",
-                &format!("{cluster_ctx}: a port entry"),
-                p.span,
-            )
-            .and_then(|n| self.v.int(n, "port", cluster_ctx, 1..=65535))
-            .map(|n| u16::try_from(n).expect("range checked"));
+        let (number, group) = self.numbers(raw, p.span, cluster_ctx);
         let protocol = match &raw.protocol {
             None => Some(Protocol::Tcp),
             Some(v) => self
                 .v
                 .keyword(v, "protocol", cluster_ctx, Protocol::ALL, Protocol::as_str),
         };
-        let ctx = match (number, protocol) {
-            (Some(n), Some(proto)) => format!("{cluster_ctx}, port {n}/{proto}"),
+        let shown_ports = if group.is_empty() {
+            number.map(|n| n.to_string())
+        } else {
+            Some(
+                group
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            )
+        };
+        let ctx = match (&shown_ports, protocol) {
+            (Some(n), Some(proto)) if group.is_empty() => {
+                format!("{cluster_ctx}, port {n}/{proto}")
+            }
+            (Some(n), Some(proto)) => format!("{cluster_ctx}, ports {n}/{proto}"),
             (Some(n), None) => format!("{cluster_ctx}, port {n}"),
             _ => cluster_ctx.to_owned(),
         };
-        if let (Some(n), Some(proto)) = (number, protocol) {
-            let port_span = raw.port.as_ref().map_or(p.span, |v| v.span);
-            if let Some(first) = seen.get(&(proto, n)) {
-                self.v
-                    .error(format!("{ctx} is listed twice"), port_span)
-                    .notes
-                    .push(("first listed here".to_owned(), *first));
+        if let Some(proto) = protocol {
+            let spans: Vec<(u16, Span)> = if group.is_empty() {
+                number
+                    .map(|n| (n, raw.port.as_ref().map_or(p.span, |v| v.span)))
+                    .into_iter()
+                    .collect()
             } else {
-                seen.insert((proto, n), port_span);
+                let list = raw.ports.as_ref().expect("a group comes from `ports`");
+                group.iter().map(|&n| (n, list.span)).collect()
+            };
+            for (n, span) in spans {
+                if let Some(first) = seen.get(&(proto, n)) {
+                    let what = format!("{cluster_ctx}, port {n}/{proto}");
+                    self.v
+                        .error(format!("{what} is listed twice"), span)
+                        .notes
+                        .push(("first listed here".to_owned(), *first));
+                } else {
+                    seen.insert((proto, n), span);
+                }
             }
+        }
+        if let (Some(first), Some(list)) = (group.first(), &raw.ports) {
+            self.port_group(*first, list.span, &ctx, balancers);
         }
 
         let engines: BTreeSet<Engine> = balancers
@@ -86,6 +105,7 @@ impl ClusterPass<'_, '_> {
         let port = (|| {
             Some(Port {
                 port: number?,
+                group,
                 protocol: protocol?,
                 ipvs_scheduler: ipvs_scheduler?,
                 hash_scheduler: hash_scheduler?,
@@ -103,6 +123,93 @@ impl ClusterPass<'_, '_> {
             })
         })();
         CheckedPort { port, members }
+    }
+
+    /// The entry's `port`, or its `ports` (a group of at least two): the
+    /// first port, and the whole group (empty for a single port).
+    fn numbers(&mut self, raw: &raw::Port, parent: Span, ctx: &str) -> (Option<u16>, Vec<u16>) {
+        let number = |this: &mut Self, v: &Value, what: &str| {
+            this.v
+                .int(v, what, ctx, 1..=65535)
+                .map(|n| u16::try_from(n).expect("range checked"))
+        };
+        match (&raw.port, &raw.ports) {
+            (Some(_), Some(list)) => {
+                self.v.error(
+                    format!("{ctx}: a port entry has `port` or `ports`, not both"),
+                    list.span,
+                );
+                (None, Vec::new())
+            }
+            (Some(v), None) => (number(self, v, "port"), Vec::new()),
+            (None, Some(list)) => {
+                let mut group: Vec<u16> = Vec::new();
+                let mut ok = true;
+                for item in &list.value.0 {
+                    match number(self, item, "ports") {
+                        Some(n) if group.contains(&n) => {
+                            ok = false;
+                            self.v.error(
+                                format!("{ctx}: port {n} is listed twice in `ports`"),
+                                item.span,
+                            );
+                        }
+                        Some(n) => group.push(n),
+                        None => ok = false,
+                    }
+                }
+                if ok && group.len() < 2 {
+                    self.v
+                        .error(
+                            format!("{ctx}: `ports` groups several ports into one service, but lists {}", group.len()),
+                            list.span,
+                        )
+                        .help = Some("write one port as `port: N`".to_owned());
+                    ok = false;
+                }
+                if ok {
+                    (group.first().copied(), group)
+                } else {
+                    (None, Vec::new())
+                }
+            }
+            (None, None) => {
+                self.v
+                    .required::<Value>(None, "port", &format!("{ctx}: a port entry"), parent);
+                (None, Vec::new())
+            }
+        }
+    }
+
+    /// A group is one firewall-mark service on IPVS, marked by the first port
+    /// and the cluster id: two groups of a cluster may not start alike, and
+    /// every engine of the cluster must serve groups.
+    fn port_group(&mut self, first: u16, span: Span, ctx: &str, balancers: &[(usize, Span)]) {
+        if let Some(other) = self.groups.get(&first) {
+            self.v
+                .error(
+                    format!("{ctx}: another group of this cluster starts with port {first}; their firewall marks would be the same"),
+                    span,
+                )
+                .notes
+                .push(("that group is here".to_owned(), *other));
+        } else {
+            self.groups.insert(first, span);
+        }
+        for &(i, reference) in balancers {
+            let b = &self.balancers[i];
+            if let Some(engine) = b.engine
+                && !engine.serves_groups()
+            {
+                self.v
+                    .error(
+                        format!("{ctx}: {engine} balancer `{}` cannot serve several ports as one service", b.name),
+                        span,
+                    )
+                    .notes
+                    .push(("the balancer is listed here".to_owned(), reference));
+            }
+        }
     }
 
     /// The port's scheduler for IPVS engines and for nftables.

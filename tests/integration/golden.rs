@@ -200,6 +200,22 @@ fn invalid_fixtures_cover_every_rule() {
             "check timing range",
             "`interval` must be an integer from 1 to 3600",
         ),
+        (
+            "a group of one port",
+            "groups several ports into one service, but lists 1",
+        ),
+        (
+            "port and ports",
+            "a port entry has `port` or `ports`, not both",
+        ),
+        (
+            "groups with one mark",
+            "their firewall marks would be the same",
+        ),
+        (
+            "group on an engine without marks",
+            "cannot serve several ports as one service",
+        ),
         ("quoted number", "found string `80`"),
         ("YAML 1.1 boolean", "unknown engine `yes`"),
     ];

@@ -589,3 +589,28 @@ fn direct_server_return_works_end_to_end() {
         String::from_utf8_lossy(&run.stdout)
     );
 }
+
+/// The firewall marks of port groups: checked, loaded, and loaded again over
+/// themselves, in a namespace of their own.
+#[test]
+fn nft_accepts_every_generated_marks_file_and_reloads_it_atomically() {
+    if !can_run("nft -c", &["nft", "unshare"]) {
+        return;
+    }
+    let built = balancer_files("etc/nftables.d/dsrgen-marks.nft");
+    let files = BalancerFiles::flat(&built);
+    assert!(files.len() >= 2, "only {} marks files", files.len());
+    for (fixture, _, file) in files {
+        let f = file.display();
+        let run = in_namespace(
+            &format!(
+                "nft -c -f {f}
+                 nft -f {f}
+                 nft -f {f}
+                 nft list table inet dsrgen_marks | grep -q 'meta mark set'"
+            ),
+            false,
+        );
+        assert_success(&format!("{fixture}: nft -c -f, nft -f twice: {f}"), &run);
+    }
+}
