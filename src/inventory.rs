@@ -313,6 +313,7 @@ pub struct Port {
     pub health: Option<Spanned<Checks>>,
     pub on_failure: Option<Value>,
     pub quorum: Option<Value>,
+    pub sorry: Option<Value>,
     pub backends: Option<Spanned<List<Scalar>>>,
     pub weights: Option<Spanned<Entries<Value>>>,
 }

@@ -53,6 +53,9 @@ pub struct KeepalivedService {
     /// leaving the service.
     pub inhibit: bool,
     pub quorum: Option<u32>,
+    /// `sorry_server`: the address, and the port unless the service is a
+    /// port group.
+    pub sorry: Option<String>,
     /// The checks every real server runs; all must pass.
     pub checks: Vec<Checker>,
     pub reals: Vec<RealServer>,
@@ -188,6 +191,13 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                 persistence: Some(s.port.persistence).filter(|&p| p > 0),
                 inhibit: s.port.on_failure == OnFailure::Drain,
                 quorum: s.port.quorum,
+                sorry: s.port.sorry.as_ref().and_then(|name| {
+                    let address = super::backend_address(b.model, name, s.address)?;
+                    Some(match mark {
+                        Some(_) => address.to_string(),
+                        None => format!("{address} {}", s.port.port),
+                    })
+                }),
                 checks: s
                     .port
                     .health

@@ -267,12 +267,7 @@ fn services<'m>(model: &'m Model, balancer: &'m Balancer) -> Vec<Service<'m>> {
                 .backends
                 .iter()
                 .filter_map(|m| {
-                    let b = &model.backends[&m.backend];
-                    let address = if cluster.address.is_ipv4() {
-                        IpAddr::V4(b.address.addr())
-                    } else {
-                        IpAddr::V6(b.address6?.addr())
-                    };
+                    let address = backend_address(model, &m.backend, cluster.address)?;
                     Some((address, m.weight))
                 })
                 .collect();
@@ -305,6 +300,16 @@ fn protocol_number(protocol: Protocol) -> u8 {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
         Protocol::Sctp => 132,
+    }
+}
+
+/// A backend's own address of the cluster address's family.
+pub fn backend_address(model: &Model, backend: &Name, cluster: IpAddr) -> Option<IpAddr> {
+    let b = &model.backends[backend];
+    if cluster.is_ipv4() {
+        Some(IpAddr::V4(b.address.addr()))
+    } else {
+        Some(IpAddr::V6(b.address6?.addr()))
     }
 }
 

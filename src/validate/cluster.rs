@@ -175,6 +175,9 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             for m in ports.iter().flat_map(|p| &p.members) {
                 self.served.backends[m.index].push(ordinal);
             }
+            for &sorry in ports.iter().filter_map(|p| p.sorry.as_ref()) {
+                self.served.backends[sorry].push(ordinal);
+            }
         }
         Some((
             name,
@@ -556,8 +559,11 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 .filter(|_| b.holder().is_none_or(Holder::labels))?;
             Some((interface, Role::Balancer, &b.name))
         });
-        let backend_devices = ports.iter().flat_map(|p| &p.members).filter_map(|m| {
-            let be = &self.backends[m.index];
+        let holders = ports
+            .iter()
+            .flat_map(|p| p.members.iter().map(|m| m.index).chain(p.sorry));
+        let backend_devices = holders.filter_map(|i| {
+            let be = &self.backends[i];
             Some((be.vip_device.as_ref()?, Role::Backend, &be.name))
         });
         let mut checked: Vec<&IfName> = Vec::new();

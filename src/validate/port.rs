@@ -102,6 +102,7 @@ impl ClusterPass<'_, '_> {
             &engines,
             ipvs_scheduler,
         );
+        let sorry = self.sorry(raw, &ctx, balancers, address, &engines, &members);
         let port = (|| {
             Some(Port {
                 port: number?,
@@ -113,6 +114,11 @@ impl ClusterPass<'_, '_> {
                 health: health?,
                 on_failure: on_failure?,
                 quorum: quorum.ok()?,
+                sorry: match sorry {
+                    Sorry::None => None,
+                    Sorry::Backend(i) => Some(self.backends[i].name.clone()),
+                    Sorry::Invalid => return None,
+                },
                 backends: members
                     .iter()
                     .map(|m| Member {
@@ -122,7 +128,54 @@ impl ClusterPass<'_, '_> {
                     .collect(),
             })
         })();
-        CheckedPort { port, members }
+        let sorry = match sorry {
+            Sorry::Backend(i) => Some(i),
+            Sorry::None | Sorry::Invalid => None,
+        };
+        CheckedPort {
+            port,
+            members,
+            sorry,
+        }
+    }
+
+    /// The sorry server: a backend of the segment that is not already one of
+    /// the port's, and an engine that honours it.
+    fn sorry(
+        &mut self,
+        raw: &raw::Port,
+        ctx: &str,
+        balancers: &[(usize, Span)],
+        address: Option<(IpAddr, Span)>,
+        engines: &BTreeSet<Engine>,
+        members: &[CheckedMember],
+    ) -> Sorry {
+        let Some(item) = &raw.sorry else {
+            return Sorry::None;
+        };
+        let Some(index) = self.reference(item, ctx, Role::Backend) else {
+            return Sorry::Invalid;
+        };
+        if members.iter().any(|m| m.index == index) {
+            self.v.error(
+                format!(
+                    "{ctx}: `{}` is already a backend of this port; a sorry server stands in for them all",
+                    self.backends[index].name
+                ),
+                item.span,
+            );
+            return Sorry::Invalid;
+        }
+        if let Some((addr, _)) = address {
+            self.same_segment(ctx, index, item.span, addr, balancers);
+        }
+        if let Some(engine) = engines.iter().find(|e| !e.honours_failure_policy()) {
+            self.v.warning(
+                format!("{ctx}: {engine} balancers do not honour `sorry`; it has no effect there"),
+                item.span,
+            );
+        }
+        Sorry::Backend(index)
     }
 
     /// The entry's `port`, or its `ports` (a group of at least two): the
@@ -604,6 +657,8 @@ impl ClusterPass<'_, '_> {
 pub(super) struct CheckedPort {
     pub(super) port: Option<Port>,
     pub(super) members: Vec<CheckedMember>,
+    /// The sorry server: it holds the cluster address too.
+    pub(super) sorry: Option<usize>,
 }
 
 pub(super) struct CheckedMember {
@@ -633,4 +688,12 @@ fn protocol_problem(probe: &Probe, protocol: Protocol) -> Option<String> {
             }
         )
     })
+}
+
+/// A port's sorry server, as far as validation got.
+enum Sorry {
+    None,
+    Backend(usize),
+    /// Reported.
+    Invalid,
 }
