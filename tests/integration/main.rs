@@ -10,3 +10,4 @@ mod golden;
 mod properties;
 mod support;
 pub mod system;
+mod uml;
