@@ -204,3 +204,30 @@ arp_answers() {
 	ip netns exec client arping -b -c 3 -w 1 -I eth0 "$1" 2>/dev/null |
 		sed -n 's/.*reply from [0-9.]* \[\([0-9a-fA-F:]*\)\].*/\1/p' | tr 'A-F' 'a-f' | sort -u
 }
+
+# start_keepalived HOST: keepalived in HOST's view, as keepalived.service
+# starts it (ExecStart=/usr/sbin/keepalived --dont-fork), logging to a file
+# (there is no syslog in the guest).
+start_keepalived() {
+	on "$1" 'exec keepalived --dont-fork --log-console --no-syslog --log-detail' >>"$WORK/keepalived-$1.log" 2>&1 &
+	wait_for 5 test -s "/run/hosts/$1/keepalived.pid"
+}
+
+# stop_keepalived HOST: what `systemctl stop keepalived` does (SIGTERM to the
+# main process, then wait for it to end).
+stop_keepalived() {
+	pid=$(cat "/run/hosts/$1/keepalived.pid")
+	kill "$pid"
+	wait_for 10 not kill -0 "$pid"
+}
+
+# holds HOST ADDRESS: whether HOST's eth0 holds ADDRESS.
+holds() {
+	ip -n "$1" -o -4 addr show dev eth0 | grep -q " $2/"
+}
+
+# real_servers HOST SERVICE: the real servers of an IPVS service on HOST, one
+# "address:port weight" a line.
+real_servers() {
+	ip netns exec "$1" ipvsadm -Ln -t "$2" | awk '$1 == "->" && $2 != "RemoteAddress:Port" {print $2, $4}'
+}
