@@ -171,3 +171,25 @@ fn ipvsadm_rules_route_directly_in_a_real_kernel() {
 fn keepalived_vrrp_fails_over_and_back_by_priority() {
     run("vrrp", &[("tests/uml/fixtures/vrrp.yaml", "vrrp")]);
 }
+
+/// keepalived's TCP checks take a dead backend out and put it back, and a
+/// drained backend (weight 0, applied by a reload) gets no new connection
+/// while one opened before keeps working.
+#[test]
+fn keepalived_health_checks_and_drain_in_a_real_kernel() {
+    run(
+        "health",
+        &[
+            ("tests/uml/fixtures/health.yaml", "health"),
+            ("tests/uml/fixtures/health-drained.yaml", "health-drained"),
+        ],
+    );
+}
+
+/// Backends holding the VIP on a dummy device, one by the generated script,
+/// one by systemd-networkd from the generated `.netdev` and `.network`; only
+/// the director answers ARP for it.
+#[test]
+fn a_dummy_vip_device_holds_the_vip_and_keeps_quiet_on_arp() {
+    run("dummy", &[("tests/uml/fixtures/dummy.yaml", "dummy")]);
+}

@@ -9,7 +9,9 @@
 # The scenario finds there what the test put for it (the trees dsrgen built),
 # and leaves `verdict` (its exit code). Its output, with the kernel's
 # messages, goes to SCRATCH/console and is printed here at the end. The guest
-# is killed after SECONDS (default 60) of wall-clock time.
+# is killed after SECONDS (default 60) of wall-clock time. DSRGEN_UML_SLOW=1
+# passes on to the scenario (health.sh: wait for keepalived's default check
+# interval).
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -54,7 +56,7 @@ setpriv --pdeathsig KILL -- timeout -s KILL "$LIMIT" \
 	rootfstype=hostfs rootflags=/ ro init="$HERE/init.sh" \
 	uml_dir="$SCRATCH/uml" con=null con0=null,fd:1 \
 	DSRGEN_UML_SCRATCH="$SCRATCH" DSRGEN_UML_SCENARIO="$HERE/scenarios/$SCENARIO.sh" \
-	DSRGEN_UML_VERSION="$VERSION" \
+	DSRGEN_UML_VERSION="$VERSION" DSRGEN_UML_SLOW="${DSRGEN_UML_SLOW:-0}" \
 	</dev/null >"$SCRATCH/console" 2>&1 || rc=$?
 took=$(echo "$(date +%s.%N) $started" | awk '{printf "%.1f", $1 - $2}')
 
