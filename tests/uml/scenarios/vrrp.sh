@@ -30,11 +30,17 @@ master_is() {
 	holds "$1" $VIP && ! holds "$2" $VIP
 }
 
+holders() {
+	for lb in lb1 lb2; do
+		if holds $lb $VIP; then printf '%s ' $lb; fi
+	done
+}
+
 # check_master LB OTHER FIRST_PORT: LB is MASTER alone, the client's ARP
 # entry for the VIP is LB's MAC, and requests from four client ports reach
 # both backends through LB.
 check_master() {
-	master_is "$1" "$2" || fail "$1 is not the only holder of the VIP"
+	master_is "$1" "$2" || fail "$1 is not the only holder of the VIP; held by: $(holders)"
 	port=$3
 	: >"$WORK/served"
 	while [ "$port" -lt $(($3 + 4)) ]; do
@@ -58,8 +64,15 @@ done
 started=$(now_ms)
 start_keepalived lb1
 start_keepalived lb2
+both=$(now_ms)
 wait_for 10 master_is lb1 lb2
-say "lb1 took the VIP $(($(now_ms) - started)) ms after both keepalived started"
+say "lb1 took the VIP $(($(now_ms) - started)) ms after its keepalived started"
+# Whoever starts first may be MASTER for a moment; a peer of higher priority
+# takes over once it has waited 3 advertisement intervals and its skew
+# (advert_int 1: under 4 s). Only then is the order the configured one.
+while [ "$(now_ms)" -lt $((both + 4000)) ]; do
+	sleep 0.1
+done
 for lb in lb1 lb2; do
 	echo "IPVS on $lb:"
 	ip netns exec "$lb" ipvsadm -Ln
