@@ -21,6 +21,7 @@ const TOOLS: &[&str] = &[
     "setpriv",
     "timeout",
     "unshare",
+    "pgrep",
     "ip",
     "ipvsadm",
     "keepalived",

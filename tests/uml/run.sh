@@ -42,17 +42,17 @@ cc -shared -fPIC -O2 -o "$SCRATCH/xstate.so" "$HERE/xstate.c" -ldl
 mkdir -p "$SCRATCH/uml"
 rm -f "$SCRATCH/verdict"
 
-# Nothing may outlive the run. Each link of the chain dies with its parent
-# (setpriv --pdeathsig: the parent of the first one is whoever started this
-# script), `timeout` kills the kernel after LIMIT seconds, and the kernel's
-# helper processes live in a PID namespace of their own, all killed when its
-# first process, linux.uml itself, dies (--kill-child: when unshare dies).
-# The root file system is the host's, read-only (`ro`); init.sh checks it.
+# Nothing may outlive the run. unshare dies with whoever started this script
+# (setpriv --pdeathsig), and takes its child with it (--kill-child). That
+# child, `timeout`, is the first process of a PID namespace of its own: when
+# it ends, by the LIMIT or by a kill, the kernel kills every process of the
+# namespace, linux.uml and all the helper processes of the guest, and reaps
+# them before unshare sees it end. The root file system is the host's,
+# read-only (`ro`); init.sh checks it.
 started=$(date +%s.%N)
 rc=0
-setpriv --pdeathsig KILL -- timeout -s KILL "$LIMIT" \
-	setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child=KILL \
-	env LD_PRELOAD="$SCRATCH/xstate.so" linux.uml mem=512M quiet \
+setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child=KILL \
+	timeout -s KILL "$LIMIT" env LD_PRELOAD="$SCRATCH/xstate.so" linux.uml mem=512M quiet \
 	rootfstype=hostfs rootflags=/ ro init="$HERE/init.sh" \
 	uml_dir="$SCRATCH/uml" con=null con0=null,fd:1 \
 	DSRGEN_UML_SCRATCH="$SCRATCH" DSRGEN_UML_SCENARIO="$HERE/scenarios/$SCENARIO.sh" \
@@ -60,10 +60,28 @@ setpriv --pdeathsig KILL -- timeout -s KILL "$LIMIT" \
 	</dev/null >"$SCRATCH/console" 2>&1 || rc=$?
 took=$(echo "$(date +%s.%N) $started" | awk '{printf "%.1f", $1 - $2}')
 
+# After a kill, the kernel tears the PID namespace down on its own time: wait
+# for the last of the guest's processes, whose command line names this run's
+# scratch folder, to be gone.
+deadline=$(($(date +%s) + 10))
+while pgrep -f "uml_dir=$SCRATCH/uml" >/dev/null; do
+	if [ "$(date +%s)" -ge "$deadline" ]; then
+		echo "FAIL: guest processes outlived the run: $(pgrep -f "uml_dir=$SCRATCH/uml" | tr '\n' ' ')"
+		exit 1
+	fi
+	sleep 0.05
+done
+
 # The console ends its lines with CR LF.
 tr -d "\r" <"$SCRATCH/console"
+# A guest killed at the limit may still have written a verdict on its way
+# down: only a guest that halted counts.
+if [ "$rc" != 0 ]; then
+	echo "FAIL: scenario $SCENARIO: linux.uml ended with exit code $rc after ${took} s (137: killed at the ${LIMIT} s limit)"
+	exit 1
+fi
 if [ ! -f "$SCRATCH/verdict" ]; then
-	echo "FAIL: scenario $SCENARIO left no verdict after ${took} s (linux.uml exit code $rc; 137 is the ${LIMIT} s limit)"
+	echo "FAIL: scenario $SCENARIO left no verdict after ${took} s"
 	exit 1
 fi
 verdict=$(cat "$SCRATCH/verdict")
