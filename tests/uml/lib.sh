@@ -224,8 +224,14 @@ arp_answers() {
 # starts it (ExecStart=/usr/sbin/keepalived --dont-fork), logging to a file
 # (there is no syslog in the guest).
 start_keepalived() {
+	: >"$WORK/keepalived-$1.log"
 	on "$1" 'exec keepalived --dont-fork --log-console --no-syslog --log-detail' >>"$WORK/keepalived-$1.log" 2>&1 &
 	wait_for 5 test -s "/run/hosts/$1/keepalived.pid"
+	wait_for 10 grep -q 'Startup complete' "$WORK/keepalived-$1.log"
+	# keepalived reads past what it does not understand, with a warning.
+	if grep -i -E 'unknown|warning|error|invalid' "$WORK/keepalived-$1.log"; then
+		fail "keepalived on $1 complained about its configuration"
+	fi
 }
 
 # stop_keepalived HOST: what `systemctl stop keepalived` does (SIGTERM to the
