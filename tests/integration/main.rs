@@ -13,3 +13,4 @@ mod golden;
 mod properties;
 mod support;
 pub mod system;
+mod uml;
