@@ -614,3 +614,46 @@ fn nft_accepts_every_generated_marks_file_and_reloads_it_atomically() {
         assert_success(&format!("{fixture}: nft -c -f, nft -f twice: {f}"), &run);
     }
 }
+
+/// The marks file marks exactly a group's packets: in a namespace holding
+/// the cluster addresses, with a counter after the marks chain for each port
+/// (marked for the group's ports, unmarked for the single port 8080 of the
+/// same cluster), a connection attempt to each port counts where it must.
+#[test]
+fn the_marks_file_marks_the_packets_of_its_port_groups() {
+    if !can_run("nft marks", &["nft", "unshare", "ip", "curl"]) {
+        return;
+    }
+    let out = built("fixtures/valid/port-groups.yaml");
+    let marks = out.join("hosts/lb1/etc/nftables.d/dsrgen-marks.nft");
+    let run = in_namespace(
+        &format!(
+            "ip link set lo up
+             ip addr add 192.0.2.181/32 dev lo
+             ip addr add 2001:db8::181/128 dev lo
+             nft -f {marks}
+             nft add table inet seen
+             nft add chain inet seen c '{{ type filter hook prerouting priority 0; }}'
+             nft add rule inet seen c ip daddr 192.0.2.181 tcp dport 80 meta mark 65616 counter
+             nft add rule inet seen c ip daddr 192.0.2.181 tcp dport 443 meta mark 65616 counter
+             nft add rule inet seen c ip daddr 192.0.2.181 tcp dport 8080 meta mark 0 counter
+             nft add rule inet seen c ip6 daddr 2001:db8::181 tcp dport 443 meta mark 131152 counter
+             for url in http://192.0.2.181:80/ http://192.0.2.181:443/ http://192.0.2.181:8080/ 'http://[2001:db8::181]:443/'; do
+                 curl --noproxy '*' -s --max-time 1 \"$url\" || true
+             done
+             nft list chain inet seen c",
+            marks = marks.display()
+        ),
+        false,
+    );
+    assert_success("marks in a namespace", &run);
+    let listed = String::from_utf8_lossy(&run.stdout);
+    let counted: Vec<&str> = listed.lines().filter(|l| l.contains("counter")).collect();
+    assert_eq!(counted.len(), 4, "{listed}");
+    for line in counted {
+        assert!(
+            !line.contains("packets 0 "),
+            "a rule saw no packet marked as it should be:\n{listed}"
+        );
+    }
+}

@@ -187,6 +187,15 @@ fn keepalived_health_checks_and_drain_in_a_real_kernel() {
     );
 }
 
+/// keepalived's HTTPS checks with a Host header and an expected body take out
+/// a backend whose body or TLS is wrong, or keep it at weight 0 with
+/// `on_failure: drain`; a port group with persistence keeps a client on one
+/// backend across its ports.
+#[test]
+fn keepalived_https_checks_drain_and_port_groups_in_a_real_kernel() {
+    run("checks", &[("tests/uml/fixtures/checks.yaml", "checks")]);
+}
+
 /// Backends holding the VIP on a dummy device, one by the generated script,
 /// one by systemd-networkd from the generated `.netdev` and `.network`; only
 /// the director answers ARP for it.

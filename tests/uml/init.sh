@@ -34,6 +34,11 @@ fi
 # modprobe -d takes a root below which lib/modules/<version> is found.
 mkdir -p /tmp/modules/lib/modules
 ln -s "/usr/lib/uml/modules/$DSRGEN_UML_VERSION" "/tmp/modules/lib/modules/$DSRGEN_UML_VERSION"
+# Modules the kernel asks for itself (nftables expressions, IPVS schedulers)
+# come from the same folder.
+printf '#!/bin/sh\nexec modprobe -d /tmp/modules "$@"\n' >/tmp/modules/modprobe
+chmod +x /tmp/modules/modprobe
+echo /tmp/modules/modprobe >/proc/sys/kernel/modprobe
 for module in veth bridge dummy ip_vs ip_vs_rr ip_vs_wlc ip_vs_sh ip_vs_mh overlay; do
 	modprobe -d /tmp/modules "$module" || {
 		echo "FAIL: modprobe $module"

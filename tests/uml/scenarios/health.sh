@@ -7,12 +7,8 @@
 #    web2's weight to 0; new connections avoid web2, while connections opened
 #    before the change, web2's among them, keep working.
 # 2. Health: when web1's server stops, keepalived removes web1 from the IPVS
-#    table within the check interval plus timeouts, and puts it back when the
-#    server returns. The generated file has no delay_loop today, so keepalived
-#    would check every 60 s, after a random warm-up of up to 60 s: unless
-#    DSRGEN_UML_SLOW=1 (which waits for that), this part runs on the deployed
-#    file with `delay_loop 1` and `warmup 0` added to each virtual_server,
-#    and says so.
+#    table within the check interval plus timeouts (the fixture checks every
+#    second), and puts it back when the server returns.
 set -eu
 # shellcheck source=tests/uml/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -80,33 +76,27 @@ for port in 42001 42002 42003; do
 done
 say "connections opened before the drain still work, web2's included"
 
-# 2. Health checks, on the undrained tree.
+# 2. Health checks, on the undrained tree, with the timing dsrgen wrote.
 deploy "$TREE" lb1
 conf=/tmp/hosts/lb1/etc/keepalived/keepalived.conf
-if grep -q delay_loop "$conf"; then
-	say "the generated keepalived.conf sets delay_loop: checking with it as generated"
-elif [ "${DSRGEN_UML_SLOW:-}" = 1 ]; then
-	say "the generated keepalived.conf has no delay_loop: keepalived's defaults apply (DSRGEN_UML_SLOW=1)"
-else
-	sed -i 's/^\( *\)lb_kind DR$/&\n\1delay_loop 1\n\1warmup 0/' "$conf"
-	say "NOTE: the generated keepalived.conf has no delay_loop; checking with delay_loop 1 and warmup 0 added to it"
-fi
+grep -q delay_loop "$conf" || fail "the generated keepalived.conf sets no delay_loop"
 # A new check interval needs a restart: a reload keeps the checkers' timers.
 stop_keepalived lb1
 start_keepalived lb1
 wait_for 5 table_is "$ALL"
-# The bound: the interval, then a check and a retry that may each take the
-# connect timeout, with delay_before_retry between them (TCP_CHECK defaults:
-# retry 1, delay_before_retry 1 s); the first check after a start waits a
-# random warm-up of up to the interval. From the deployed file.
-interval=$(awk '$1 == "delay_loop" {print $2; exit}' "$conf")
-interval=${interval:-60}
-warmup=$(awk '$1 == "warmup" {print $2; exit}' "$conf")
-warmup=${warmup:-$interval}
-timeout=$(awk '$1 == "connect_timeout" {print $2; exit}' "$conf")
-timeout=${timeout:-5}
-bound=$((warmup + interval + 2 * timeout + 1 + 1))
-say "check interval ${interval} s, warm-up up to ${warmup} s, connect_timeout ${timeout} s: removal bound ${bound} s (1 s of slack)"
+# The bound, from the deployed file: the interval, then the check and its
+# retries, each of which may take the connect timeout, with delay_before_retry
+# between them; the first check after a start waits a random warm-up of up to
+# the interval. Plus 1 s of slack.
+value() {
+	awk -v key="$1" '$1 == key {print $2; exit}' "$conf"
+}
+interval=$(value delay_loop)
+timeout=$(value connect_timeout)
+retry=$(value retry)
+delay=$(value delay_before_retry)
+bound=$((interval + interval + (retry + 1) * timeout + retry * delay + 1))
+say "check interval ${interval} s, connect_timeout ${timeout} s, retry ${retry}, delay_before_retry ${delay} s: removal bound ${bound} s"
 
 stopped=$(now_ms)
 stop_web web1
