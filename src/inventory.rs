@@ -276,6 +276,22 @@ pub struct Balancer {
 pub struct Vrrp {
     pub router_id: Option<Value>,
     pub priority: Option<Value>,
+    pub advert_int: Option<Value>,
+    pub preempt: Option<Value>,
+    pub preempt_delay: Option<Value>,
+    pub auth_file: Option<Value>,
+    pub unicast: Option<Value>,
+    pub track_interfaces: Option<Spanned<List<Scalar>>>,
+    pub track_scripts: Option<Spanned<List<Scalar>>>,
+    pub notify: Option<Spanned<Notify>>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    pub master: Option<Value>,
+    pub backup: Option<Value>,
+    pub fault: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]

@@ -462,7 +462,7 @@ impl ScriptPath {
     pub fn parse(s: &str) -> Result<Self, String> {
         if !s.starts_with('/') {
             return Err(format!(
-                "check script `{}` must be an absolute path",
+                "program `{}` must be an absolute path",
                 shown(s)
             ));
         }
@@ -471,14 +471,14 @@ impl ScriptPath {
             .find(|&c| !(c.is_ascii_alphanumeric() || "/._-+".contains(c)))
         {
             return Err(format!(
-                "check script `{}` contains {}; use letters, digits and `/._-+`",
+                "program `{}` contains {}; use letters, digits and `/._-+`",
                 shown(s),
                 describe_char(bad)
             ));
         }
         if s.split('/').any(|c| c == "..") || s.len() > 1024 {
             return Err(format!(
-                "check script `{}` is not a plain absolute path",
+                "program `{}` is not a plain absolute path",
                 shown(s)
             ));
         }
@@ -528,10 +528,35 @@ pub struct Defaults {
     pub outputs: BTreeSet<Output>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vrrp {
     pub router_id: u8,
     pub priority: u8,
+    /// Seconds between advertisements.
+    pub advert_int: u8,
+    /// Whether a higher priority takes the addresses back (after
+    /// `preempt_delay` seconds); keepalived's `nopreempt` when not.
+    pub preempt: bool,
+    pub preempt_delay: u16,
+    /// A file on the host, never in the inventory or the tree, holding the
+    /// instance's `authentication` block: keepalived includes it.
+    pub auth_file: Option<ScriptPath>,
+    /// Advertise to the peers' own addresses instead of multicast.
+    pub unicast: bool,
+    /// Interfaces whose failure puts the instance in FAULT.
+    pub track_interfaces: Vec<IfName>,
+    /// Programs run every 2 s; two failures in a row put the instance in
+    /// FAULT, two successes take it out.
+    pub track_scripts: Vec<ScriptPath>,
+    pub notify: Notify,
+}
+
+/// Programs keepalived runs when the instance changes state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub master: Option<ScriptPath>,
+    pub backup: Option<ScriptPath>,
+    pub fault: Option<ScriptPath>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

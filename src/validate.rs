@@ -215,6 +215,21 @@ impl Validator {
         }
     }
 
+    /// `true` or `false`: YAML 1.1's `yes` and `on` are strings here.
+    fn boolean(&mut self, value: &Value, what: &str, ctx: &str) -> Option<bool> {
+        if let Scalar::Bool(b) = value.value {
+            return Some(b);
+        }
+        self.error(
+            format!(
+                "{ctx}: `{what}` must be `true` or `false`, found {}",
+                value.value.describe()
+            ),
+            value.span,
+        );
+        None
+    }
+
     /// One of a few integers, each with its meaning.
     fn int_choice<T: Copy>(
         &mut self,

@@ -9,14 +9,13 @@ use crate::kind::FileKind;
 use crate::model::{Check, IfName, Name, OnFailure, Probe, Protocol};
 use crate::plan::{Context, PlannedFile, Role};
 
-/// Seconds between VRRP advertisements: keepalived's default, and the
-/// quickest `VRRPv2` allows. A backup takes over after about three missed ones.
-const ADVERT_INT: u32 = 1;
-
 #[derive(Clone, Debug, Serialize)]
 pub struct KeepalivedContext {
     pub inventory: String,
     pub host: Name,
+    /// Whether keepalived runs programs (checks, tracking, notification):
+    /// they then run as root, with keepalived's script security on.
+    pub scripts: bool,
     pub vrrp: Option<VrrpContext>,
     pub services: Vec<KeepalivedService>,
 }
@@ -27,7 +26,20 @@ pub struct VrrpContext {
     pub interface: IfName,
     pub router_id: u8,
     pub priority: u8,
-    pub advert_int: u32,
+    pub advert_int: u8,
+    pub nopreempt: bool,
+    pub preempt_delay: Option<u16>,
+    /// The host-only file with the `authentication` block, included.
+    pub auth_file: Option<String>,
+    /// With unicast: this balancer's own address, and its peers'.
+    pub unicast_src: Option<String>,
+    pub unicast_peers: Vec<String>,
+    pub track_interfaces: Vec<IfName>,
+    /// `vrrp_script` blocks: (name, program).
+    pub track_scripts: Vec<(String, String)>,
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_fault: Option<String>,
     /// `virtual_ipaddress` lines: one address family per VRRP instance.
     pub addresses: Vec<String>,
     /// `virtual_ipaddress_excluded` lines: the other family.
@@ -139,7 +151,7 @@ fn checker(check: &Check, group_port: Option<u16>) -> Checker {
 pub fn file(b: &Balancing) -> (PlannedFile, Context) {
     let balancer = b.balancer;
     let interface = &balancer.interface;
-    let vrrp = balancer.vrrp.map(|v| {
+    let vrrp = balancer.vrrp.as_ref().map(|v| {
         let any_ipv4 = balancer.vips.iter().any(|vip| vip.address.is_ipv4());
         let (mut addresses, mut excluded) = (Vec::new(), Vec::new());
         for vip in &balancer.vips {
@@ -156,19 +168,58 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                 excluded.push(line);
             }
         }
+        // The peers: keepalived balancers of the same instance (router id)
+        // that share a cluster with this one; validation made them agree.
+        let own = |b: &crate::model::Balancer| {
+            if any_ipv4 {
+                Some(b.address.addr().to_string())
+            } else {
+                b.address6.map(|a| a.addr().to_string())
+            }
+        };
+        let unicast_peers = if v.unicast {
+            b.model
+                .balancers
+                .iter()
+                .filter(|&(name, other)| {
+                    name != b.name
+                        && other.vrrp.as_ref().is_some_and(|o| o.router_id == v.router_id)
+                        && other.clusters.iter().any(|c| balancer.clusters.contains(c))
+                })
+                .filter_map(|(_, other)| own(other))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let path = |p: &Option<crate::model::ScriptPath>| p.as_ref().map(|p| p.as_str().to_owned());
         VrrpContext {
             name: format!("VI_{}", v.router_id),
             interface: interface.clone(),
             router_id: v.router_id,
             priority: v.priority,
-            advert_int: ADVERT_INT,
+            advert_int: v.advert_int,
+            nopreempt: !v.preempt,
+            preempt_delay: Some(v.preempt_delay).filter(|&d| d > 0),
+            auth_file: path(&v.auth_file),
+            unicast_src: v.unicast.then(|| own(balancer)).flatten(),
+            unicast_peers,
+            track_interfaces: v.track_interfaces.clone(),
+            track_scripts: v
+                .track_scripts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("dsrgen_track_{}", i + 1), p.as_str().to_owned()))
+                .collect(),
+            notify_master: path(&v.notify.master),
+            notify_backup: path(&v.notify.backup),
+            notify_fault: path(&v.notify.fault),
             addresses,
             excluded,
         }
     });
     // keepalived refuses a virtual_server without a real_server (a port with
     // no backends, which validation warns about): leave it out.
-    let services = b
+    let services: Vec<KeepalivedService> = b
         .services
         .iter()
         .filter(|s| !s.reals.is_empty())
@@ -218,6 +269,14 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
         Context::Keepalived(KeepalivedContext {
             inventory: b.inventory.to_owned(),
             host: b.name.clone(),
+            scripts: vrrp.as_ref().is_some_and(|v| {
+                !v.track_scripts.is_empty()
+                    || v.notify_master.is_some()
+                    || v.notify_backup.is_some()
+                    || v.notify_fault.is_some()
+            }) || services
+                .iter()
+                .any(|s| s.checks.iter().any(|c| c.misc_path.is_some())),
             vrrp,
             services,
         }),

@@ -497,7 +497,44 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                         )
                         .notes
                         .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                } else {
+                    self.vrrp_peers_agree(a, b);
                 }
+            }
+        }
+    }
+
+    /// Peers of one instance must speak alike: an advertisement at another
+    /// interval, by another route or without the password is not heard, and
+    /// both would hold the addresses.
+    fn vrrp_peers_agree(&mut self, a: usize, b: usize) {
+        let (ba, bb) = (&self.balancers[a], &self.balancers[b]);
+        let (va, vb) = (
+            ba.vrrp.as_ref().expect("peer"),
+            bb.vrrp.as_ref().expect("peer"),
+        );
+        let show = |v: &crate::model::Vrrp| {
+            [
+                ("advert_int", v.advert_int.to_string()),
+                ("unicast", v.unicast.to_string()),
+                (
+                    "auth_file",
+                    if v.auth_file.is_some() { "given" } else { "not given" }.to_owned(),
+                ),
+            ]
+        };
+        for ((what, mine), (_, theirs)) in show(&vb.value).into_iter().zip(show(&va.value)) {
+            if mine != theirs {
+                self.v
+                    .error(
+                        format!(
+                            "balancer `{}`: VRRP peers `{}` and `{}` must agree on `{what}` ({theirs} and {mine}); they would not hear each other",
+                            bb.name, ba.name, bb.name
+                        ),
+                        vb.span,
+                    )
+                    .notes
+                    .push((format!("`{}`'s vrrp is here", ba.name), va.span));
             }
         }
     }

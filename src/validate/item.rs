@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use super::{
     CheckedBackend, CheckedBalancer, CheckedDefaults, HostAddrs, MAX_PERSISTENCE, Validator,
 };
-use crate::inventory::{self as raw, Spanned};
+use crate::inventory::{self as raw, Spanned, Value};
 use crate::model::{
-    ArpAnnounce, ArpIgnore, Engine, Name, OnFailure, Output, Scheduler, Separator, Timing, Vrrp,
+    ArpAnnounce, ArpIgnore, Engine, Name, Notify, OnFailure, Output, Scheduler, ScriptPath, Separator,
+    Timing, Vrrp,
 };
 use crate::source::Span;
 
@@ -137,18 +138,92 @@ impl Validator {
 
     fn vrrp(&mut self, v: &Spanned<raw::Vrrp>, ctx: &str) -> Option<Vrrp> {
         let vctx = format!("{ctx}: vrrp");
+        let raw = &v.value;
         let router_id = self
-            .required(v.value.router_id.as_ref(), "router_id", &vctx, v.span)
+            .required(raw.router_id.as_ref(), "router_id", &vctx, v.span)
             .and_then(|r| self.int(r, "router_id", ctx, 1..=255));
         // 255 is reserved for the router that owns the addresses; keepalived's
         // instances here always start as BACKUP.
-        let priority = match &v.value.priority {
+        let priority = match &raw.priority {
             None => Some(100),
             Some(p) => self.int(p, "priority", ctx, 1..=254),
         };
+        // VRRPv2 carries the interval in 8 bits of seconds; 1 is keepalived's
+        // default and the quickest: a backup takes over after about three
+        // missed advertisements.
+        let advert_int = match &raw.advert_int {
+            None => Some(1),
+            Some(a) => self.int(a, "advert_int", &vctx, 1..=255),
+        };
+        let preempt = match &raw.preempt {
+            None => Some(true),
+            Some(p) => self.boolean(p, "preempt", &vctx),
+        };
+        let preempt_delay = match &raw.preempt_delay {
+            None => Some(0),
+            Some(d) => {
+                if preempt == Some(false) {
+                    self.error(
+                        format!("{vctx}: `preempt_delay` has no meaning with `preempt: false`"),
+                        d.span,
+                    );
+                }
+                self.int(d, "preempt_delay", &vctx, 0..=1000)
+            }
+        };
+        let unicast = match &raw.unicast {
+            None => Some(false),
+            Some(u) => self.boolean(u, "unicast", &vctx),
+        };
+        let path = |this: &mut Self, value: &Value, what: &str| {
+            let s = this.string(value, what, &vctx)?;
+            ScriptPath::parse(s)
+                .map_err(|e| this.error(format!("{vctx}: `{what}`: {e}"), value.span))
+                .ok()
+        };
+        let auth_file = raw.auth_file.as_ref().map(|a| path(self, a, "auth_file"));
+        let mut ok = true;
+        let mut track_interfaces = Vec::new();
+        for item in raw.track_interfaces.iter().flat_map(|l| &l.value.0) {
+            match self.ifname(item, "track_interfaces", &vctx) {
+                Some(i) => track_interfaces.push(i.value),
+                None => ok = false,
+            }
+        }
+        let mut track_scripts = Vec::new();
+        for item in raw.track_scripts.iter().flat_map(|l| &l.value.0) {
+            match path(self, item, "track_scripts") {
+                Some(p) => track_scripts.push(p),
+                None => ok = false,
+            }
+        }
+        let mut notify = Notify::default();
+        if let Some(n) = &raw.notify {
+            for (what, value, slot) in [
+                ("master", &n.value.master, &mut notify.master),
+                ("backup", &n.value.backup, &mut notify.backup),
+                ("fault", &n.value.fault, &mut notify.fault),
+            ] {
+                if let Some(value) = value {
+                    *slot = path(self, value, what);
+                    ok &= slot.is_some();
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
         Some(Vrrp {
             router_id: u8::try_from(router_id?).expect("range checked"),
             priority: u8::try_from(priority?).expect("range checked"),
+            advert_int: u8::try_from(advert_int?).expect("range checked"),
+            preempt: preempt?,
+            preempt_delay: u16::try_from(preempt_delay?).expect("range checked"),
+            auth_file: auth_file.map_or(Some(None), |a| a.map(Some))?,
+            unicast: unicast?,
+            track_interfaces,
+            track_scripts,
+            notify,
         })
     }
 

@@ -498,13 +498,30 @@ fn keepalived_accepts_every_generated_configuration() {
         // A missing or empty file also gives rc 0.
         let size = std::fs::metadata(file).expect("stat").len();
         assert!(size > 0, "{}: empty", file.display());
+        // What a configuration names but dsrgen does not write (an
+        // authentication include, the programs keepalived runs, tracked
+        // interfaces) is made here, in this mount namespace's own
+        // /etc/keepalived: the fixtures keep such files there.
         let run = in_namespace(
             &format!(
-                "ip link add {interface} type veth peer name peer0
-                 keepalived -t -f {}",
-                file.display()
+                r#"ip link add {interface} type veth peer name peer0
+                 mount -t tmpfs -o mode=0755 tmpfs /etc/keepalived
+                 sed -n 's/^ *include //p' {f} | while read -r p; do
+                     case $p in /etc/keepalived/*) ;; *) echo "include outside /etc/keepalived: $p"; exit 3 ;; esac
+                     printf 'authentication {{\n    auth_type PASS\n    auth_pass secret\n}}\n' > "$p"
+                 done
+                 sed -n -e 's/^ *script "\(.*\)"$/\1/p' -e 's/^ *notify_[a-z]* //p' {f} | while read -r p; do
+                     case $p in /etc/keepalived/*) ;; *) echo "program outside /etc/keepalived: $p"; exit 4 ;; esac
+                     printf '#!/bin/sh\nexit 0\n' > "$p"
+                     chmod 755 "$p"
+                 done
+                 awk '/track_interface {{/ {{ t = 1; next }} t && /}}/ {{ t = 0 }} t {{ print $1 }}' {f} | while read -r i; do
+                     ip link add "$i" type veth peer name "p-$i"
+                 done
+                 keepalived -t -f {f}"#,
+                f = file.display()
             ),
-            false,
+            true,
         );
         assert_success(
             &format!("{fixture}: keepalived -t -f {}", file.display()),
