@@ -173,6 +173,16 @@ fn keepalived_vrrp_fails_over_and_back_by_priority() {
     run("vrrp", &[("tests/uml/fixtures/vrrp.yaml", "vrrp")]);
 }
 
+/// VRRP by unicast with multicast dropped, an authentication include a
+/// director with the wrong password cannot get past, and no preemption.
+#[test]
+fn keepalived_vrrp_unicast_authentication_and_nopreempt() {
+    run(
+        "vrrp-options",
+        &[("tests/uml/fixtures/vrrp-options.yaml", "vrrp-options")],
+    );
+}
+
 /// keepalived's TCP checks take a dead backend out and put it back, and a
 /// drained backend (weight 0, applied by a reload) gets no new connection
 /// while one opened before keeps working.
