@@ -40,6 +40,8 @@ pub struct VrrpContext {
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_fault: Option<String>,
+    /// `lvs_sync_daemon`: the interface and the sync id.
+    pub sync: Option<(IfName, u8)>,
     /// `virtual_ipaddress` lines: one address family per VRRP instance.
     pub addresses: Vec<String>,
     /// `virtual_ipaddress_excluded` lines: the other family.
@@ -183,7 +185,10 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                 .iter()
                 .filter(|&(name, other)| {
                     name != b.name
-                        && other.vrrp.as_ref().is_some_and(|o| o.router_id == v.router_id)
+                        && other
+                            .vrrp
+                            .as_ref()
+                            .is_some_and(|o| o.router_id == v.router_id)
                         && other.clusters.iter().any(|c| balancer.clusters.contains(c))
                 })
                 .filter_map(|(_, other)| own(other))
@@ -213,6 +218,7 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             notify_master: path(&v.notify.master),
             notify_backup: path(&v.notify.backup),
             notify_fault: path(&v.notify.fault),
+            sync: v.sync.clone(),
             addresses,
             excluded,
         }

@@ -183,6 +183,13 @@ fn keepalived_vrrp_unicast_authentication_and_nopreempt() {
     );
 }
 
+/// IPVS connection sync: connections opened through the MASTER keep working
+/// through the BACKUP after a failover.
+#[test]
+fn keepalived_connection_sync_keeps_connections_across_failover() {
+    run("sync", &[("tests/uml/fixtures/sync.yaml", "sync")]);
+}
+
 /// keepalived's TCP checks take a dead backend out and put it back, and a
 /// drained backend (weight 0, applied by a reload) gets no new connection
 /// while one opened before keeps working.

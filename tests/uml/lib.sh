@@ -187,6 +187,18 @@ stop_web() {
 	wait_for 5 not ip netns exec "$1" curl --noproxy '*' -s --max-time 1 http://127.0.0.1/
 }
 
+# wait_for_quietly SECONDS COMMAND...: as wait_for, but only says whether
+# COMMAND succeeded in time.
+wait_for_quietly() {
+	limit=$1
+	shift
+	deadline=$(($(now_ms) + limit * 1000))
+	until "$@" >/dev/null 2>&1; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+}
+
 not() {
 	! "$@"
 }
