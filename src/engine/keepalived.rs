@@ -16,7 +16,7 @@ pub struct KeepalivedContext {
     /// Whether keepalived runs programs (checks, tracking, notification):
     /// they then run as root, with keepalived's script security on.
     pub scripts: bool,
-    pub vrrp: Option<VrrpContext>,
+    pub vrrp: Option<Box<VrrpContext>>,
     pub services: Vec<KeepalivedService>,
 }
 
@@ -197,7 +197,7 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             Vec::new()
         };
         let path = |p: &Option<crate::model::ScriptPath>| p.as_ref().map(|p| p.as_str().to_owned());
-        VrrpContext {
+        Box::new(VrrpContext {
             name: format!("VI_{}", v.router_id),
             interface: interface.clone(),
             router_id: v.router_id,
@@ -221,7 +221,7 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             sync: v.sync.clone(),
             addresses,
             excluded,
-        }
+        })
     });
     // keepalived refuses a virtual_server without a real_server (a port with
     // no backends, which validation warns about): leave it out.
