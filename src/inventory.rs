@@ -286,6 +286,7 @@ pub struct Vrrp {
     pub notify: Option<Spanned<Notify>>,
     pub sync_interface: Option<Value>,
     pub sync_id: Option<Value>,
+    pub active_active: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]

@@ -531,6 +531,9 @@ pub struct Vrrp {
     pub priority: u8,
     /// Seconds between advertisements.
     pub advert_int: u8,
+    /// One instance per order in which the peers are listed by the clusters,
+    /// each director MASTER of the clusters that list it first.
+    pub active_active: bool,
     /// Whether a higher priority takes the addresses back (after
     /// `preempt_delay` seconds); keepalived's `nopreempt` when not.
     pub preempt: bool,

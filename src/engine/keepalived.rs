@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Balancing, RealServer, balancer_cidr};
 use crate::kind::FileKind;
-use crate::model::{Check, IfName, Name, OnFailure, Probe, Protocol};
+use crate::model::{Check, IfName, Name, OnFailure, Probe, Protocol, Vip, Vrrp};
 use crate::plan::{Context, PlannedFile, Role};
 
 #[derive(Clone, Debug, Serialize)]
@@ -20,28 +20,35 @@ pub struct KeepalivedContext {
     pub services: Vec<KeepalivedService>,
 }
 
+/// What every VRRP instance of the balancer shares.
 #[derive(Clone, Debug, Serialize)]
 pub struct VrrpContext {
-    pub name: String,
     pub interface: IfName,
-    pub router_id: u8,
-    pub priority: u8,
     pub advert_int: u8,
     pub nopreempt: bool,
     pub preempt_delay: Option<u16>,
     /// The host-only file with the `authentication` block, included.
     pub auth_file: Option<String>,
-    /// With unicast: this balancer's own address, and its peers'.
-    pub unicast_src: Option<String>,
-    pub unicast_peers: Vec<String>,
     pub track_interfaces: Vec<IfName>,
     /// `vrrp_script` blocks: (name, program).
     pub track_scripts: Vec<(String, String)>,
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_fault: Option<String>,
-    /// `lvs_sync_daemon`: the interface and the sync id.
-    pub sync: Option<(IfName, u8)>,
+    /// `lvs_sync_daemon`: the interface, the instance and the sync id.
+    pub sync: Option<(IfName, String, u8)>,
+    pub instances: Vec<Instance>,
+}
+
+/// One `vrrp_instance`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Instance {
+    pub name: String,
+    pub router_id: u8,
+    pub priority: u8,
+    /// With unicast: this balancer's own address, and its peers'.
+    pub unicast_src: Option<String>,
+    pub unicast_peers: Vec<String>,
     /// `virtual_ipaddress` lines: one address family per VRRP instance.
     pub addresses: Vec<String>,
     /// `virtual_ipaddress_excluded` lines: the other family.
@@ -150,64 +157,122 @@ fn checker(check: &Check, group_port: Option<u16>) -> Checker {
     c
 }
 
-pub fn file(b: &Balancing) -> (PlannedFile, Context) {
+/// The VRRP instances of a balancer. One, holding every cluster address,
+/// unless `active_active`: then one per order in which the peers are listed
+/// by the clusters, in the order of each group's first cluster id, with router
+/// ids counted up from the configured one, and priorities by position (the
+/// first listed 200, then 150, 100, ...), so that each director is MASTER of
+/// the clusters that list it first.
+fn instances(b: &Balancing, v: &Vrrp) -> Vec<Instance> {
     let balancer = b.balancer;
-    let interface = &balancer.interface;
-    let vrrp = balancer.vrrp.as_ref().map(|v| {
-        let any_ipv4 = balancer.vips.iter().any(|vip| vip.address.is_ipv4());
-        let (mut addresses, mut excluded) = (Vec::new(), Vec::new());
-        for vip in &balancer.vips {
-            let cidr = balancer_cidr(balancer, vip.address);
-            let line = match &vip.label {
-                Some(label) => format!("{cidr} dev {interface} label {label}"),
-                None => format!("{cidr} dev {interface}"),
-            };
-            // keepalived takes one family per instance; the other goes to
-            // virtual_ipaddress_excluded.
-            if vip.address.is_ipv4() == any_ipv4 {
-                addresses.push(line);
-            } else {
-                excluded.push(line);
-            }
-        }
-        // The peers: keepalived balancers of the same instance (router id)
-        // that share a cluster with this one; validation made them agree.
-        let own = |b: &crate::model::Balancer| {
-            if any_ipv4 {
-                Some(b.address.addr().to_string())
-            } else {
-                b.address6.map(|a| a.addr().to_string())
-            }
-        };
-        let unicast_peers = if v.unicast {
-            b.model
+    // The peers: keepalived balancers of the same instance (router id) that
+    // share a cluster with this one; validation made them agree.
+    let peers: Vec<&Name> = b
+        .model
+        .balancers
+        .iter()
+        .filter(|&(name, other)| {
+            name != b.name
+                && other
+                    .vrrp
+                    .as_ref()
+                    .is_some_and(|o| o.router_id == v.router_id)
+                && other.clusters.iter().any(|c| balancer.clusters.contains(c))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    // (order of the pair's balancers, clusters listing them so), by the
+    // first cluster id of each group: the vips are in id order.
+    let mut groups: Vec<(Vec<&Name>, Vec<&Name>)> = Vec::new();
+    for vip in &balancer.vips {
+        let order: Vec<&Name> = if v.active_active {
+            b.model.clusters[&vip.cluster]
                 .balancers
                 .iter()
-                .filter(|&(name, other)| {
-                    name != b.name
-                        && other
-                            .vrrp
-                            .as_ref()
-                            .is_some_and(|o| o.router_id == v.router_id)
-                        && other.clusters.iter().any(|c| balancer.clusters.contains(c))
-                })
-                .filter_map(|(_, other)| own(other))
+                .filter(|n| *n == b.name || peers.contains(n))
                 .collect()
         } else {
             Vec::new()
         };
+        match groups.iter_mut().find(|(o, _)| *o == order) {
+            Some((_, clusters)) => clusters.push(&vip.cluster),
+            None => groups.push((order, vec![&vip.cluster])),
+        }
+    }
+    if groups.is_empty() {
+        groups.push((Vec::new(), Vec::new()));
+    }
+    groups
+        .iter()
+        .enumerate()
+        .map(|(k, (order, clusters))| {
+            let router_id = v.router_id + u8::try_from(k).expect("validation bounds the instances");
+            let priority = if v.active_active {
+                let position = order.iter().position(|n| *n == b.name).expect("listed");
+                u8::try_from(200 - 50 * position.min(3)).expect("small")
+            } else {
+                v.priority
+            };
+            let vips: Vec<&Vip> = balancer
+                .vips
+                .iter()
+                .filter(|vip| clusters.contains(&&vip.cluster))
+                .collect();
+            let any_ipv4 = vips.iter().any(|vip| vip.address.is_ipv4());
+            let (mut addresses, mut excluded) = (Vec::new(), Vec::new());
+            for vip in &vips {
+                let cidr = balancer_cidr(balancer, vip.address);
+                let line = match &vip.label {
+                    Some(label) => format!("{cidr} dev {} label {label}", balancer.interface),
+                    None => format!("{cidr} dev {}", balancer.interface),
+                };
+                // keepalived takes one family per instance; the other goes to
+                // virtual_ipaddress_excluded.
+                if vip.address.is_ipv4() == any_ipv4 {
+                    addresses.push(line);
+                } else {
+                    excluded.push(line);
+                }
+            }
+            let own = |b: &crate::model::Balancer| {
+                if any_ipv4 {
+                    Some(b.address.addr().to_string())
+                } else {
+                    b.address6.map(|a| a.addr().to_string())
+                }
+            };
+            Instance {
+                name: format!("VI_{router_id}"),
+                router_id,
+                priority,
+                unicast_src: v.unicast.then(|| own(balancer)).flatten(),
+                unicast_peers: if v.unicast {
+                    peers
+                        .iter()
+                        .filter_map(|p| own(&b.model.balancers[*p]))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                addresses,
+                excluded,
+            }
+        })
+        .collect()
+}
+
+pub fn file(b: &Balancing) -> (PlannedFile, Context) {
+    let balancer = b.balancer;
+    let interface = &balancer.interface;
+    let vrrp = balancer.vrrp.as_ref().map(|v| {
         let path = |p: &Option<crate::model::ScriptPath>| p.as_ref().map(|p| p.as_str().to_owned());
+        let instances = instances(b, v);
         Box::new(VrrpContext {
-            name: format!("VI_{}", v.router_id),
             interface: interface.clone(),
-            router_id: v.router_id,
-            priority: v.priority,
             advert_int: v.advert_int,
             nopreempt: !v.preempt,
             preempt_delay: Some(v.preempt_delay).filter(|&d| d > 0),
             auth_file: path(&v.auth_file),
-            unicast_src: v.unicast.then(|| own(balancer)).flatten(),
-            unicast_peers,
             track_interfaces: v.track_interfaces.clone(),
             track_scripts: v
                 .track_scripts
@@ -218,9 +283,11 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             notify_master: path(&v.notify.master),
             notify_backup: path(&v.notify.backup),
             notify_fault: path(&v.notify.fault),
-            sync: v.sync.clone(),
-            addresses,
-            excluded,
+            sync: v
+                .sync
+                .as_ref()
+                .map(|(i, id)| (i.clone(), instances[0].name.clone(), *id)),
+            instances,
         })
     });
     // keepalived refuses a virtual_server without a real_server (a port with

@@ -48,6 +48,8 @@ pub(super) struct Served {
     /// Per balancer and per backend (by index): indexes into `clusters`.
     pub(super) balancers: Vec<Vec<usize>>,
     pub(super) backends: Vec<Vec<usize>>,
+    /// Per cluster (as `clusters`): its balancers, in the order listed.
+    pub(super) orders: Vec<Vec<usize>>,
 }
 
 impl<'v, 'a> ClusterPass<'v, 'a> {
@@ -85,6 +87,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 clusters: Vec::new(),
                 balancers: vec![Vec::new(); balancers.len()],
                 backends: vec![Vec::new(); backends.len()],
+                orders: Vec::new(),
             },
             balancer_used: vec![false; balancers.len()],
             backend_used: vec![false; backends.len()],
@@ -108,6 +111,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             list.dedup();
         }
         self.vrrp_peers();
+        self.vrrp_router_ids();
         self.served
     }
 
@@ -169,6 +173,9 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             self.labels(&ctx, id, addr, &balancers, &ports);
             let ordinal = self.served.clusters.len();
             self.served.clusters.push((id.value, name.clone(), addr));
+            self.served
+                .orders
+                .push(balancers.iter().map(|&(i, _)| i).collect());
             for &(i, _) in &balancers {
                 self.served.balancers[i].push(ordinal);
             }
@@ -526,6 +533,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                     }
                     .to_owned(),
                 ),
+                ("active_active", v.active_active.to_string()),
                 (
                     "sync_id",
                     v.sync
@@ -546,6 +554,101 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                     )
                     .notes
                     .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+            }
+        }
+    }
+
+    /// The VRRP peers of balancer `a`: VRRP balancers of its router id that
+    /// share a cluster with it.
+    fn vrrp_peers_of(&self, a: usize) -> Vec<usize> {
+        let Some(va) = &self.balancers[a].vrrp else {
+            return Vec::new();
+        };
+        (0..self.balancers.len())
+            .filter(|&b| {
+                b != a
+                    && self.balancers[b]
+                        .vrrp
+                        .as_ref()
+                        .is_some_and(|vb| vb.value.router_id == va.value.router_id)
+                    && self.served.balancers[a]
+                        .iter()
+                        .any(|c| self.served.balancers[b].contains(c))
+            })
+            .collect()
+    }
+
+    /// The router ids a VRRP balancer's instances use: its own, and with
+    /// `active_active` one more per further order in which its clusters list
+    /// it and its peers (as `engine/keepalived.rs` lays them out).
+    fn vrrp_router_ids(&mut self) {
+        let mut used: Vec<(usize, std::ops::RangeInclusive<u16>)> = Vec::new();
+        for a in 0..self.balancers.len() {
+            let Some(v) = &self.balancers[a].vrrp else {
+                continue;
+            };
+            let first = u16::from(v.value.router_id);
+            let mut count = 1;
+            if v.value.active_active {
+                let mut pair = self.vrrp_peers_of(a);
+                pair.push(a);
+                let mut orders: Vec<Vec<usize>> = Vec::new();
+                for &c in &self.served.balancers[a] {
+                    let order: Vec<usize> = self.served.orders[c]
+                        .iter()
+                        .copied()
+                        .filter(|i| pair.contains(i))
+                        .collect();
+                    if !orders.contains(&order) {
+                        orders.push(order);
+                    }
+                }
+                count = u16::try_from(orders.len().max(1)).unwrap_or(u16::MAX);
+            }
+            let last = first.saturating_add(count - 1);
+            if last > 255 {
+                let b = &self.balancers[a];
+                self.v.error(
+                    format!(
+                        "balancer `{}`: `active_active` makes {count} VRRP instances, router ids {first} to {last}; VRRP's go up to 255",
+                        b.name
+                    ),
+                    v.span,
+                );
+            }
+            used.push((a, first..=last));
+        }
+        // Two instances on one segment (the subnets of the balancers'
+        // interfaces) may not share a router id, unless they are the same
+        // instance on two peers.
+        for (n, (a, ids_a)) in used.iter().enumerate() {
+            let peers = self.vrrp_peers_of(*a);
+            for (b, ids_b) in &used[n + 1..] {
+                if peers.contains(b) {
+                    continue;
+                }
+                let (ba, bb) = (&self.balancers[*a], &self.balancers[*b]);
+                let same_segment = match (&ba.addrs.v4, &bb.addrs.v4) {
+                    (Some(x), Some(y)) => x.value.trunc() == y.value.trunc(),
+                    _ => false,
+                };
+                let shared = ids_a.clone().find(|id| ids_b.contains(id));
+                if same_segment && let Some(id) = shared {
+                    let (va, vb) = (
+                        ba.vrrp.as_ref().expect("vrrp"),
+                        bb.vrrp.as_ref().expect("vrrp"),
+                    );
+                    self.v
+                        .error(
+                            format!(
+                                "balancer `{}`: its VRRP instance and unrelated balancer `{}`'s both use router id {id} on one segment; VRRP tells instances apart by it",
+                                bb.name, ba.name
+                            ),
+                            vb.span,
+                        )
+                        .notes
+                        .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                }
             }
         }
     }

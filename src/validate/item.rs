@@ -142,10 +142,21 @@ impl Validator {
         let router_id = self
             .required(raw.router_id.as_ref(), "router_id", &vctx, v.span)
             .and_then(|r| self.int(r, "router_id", ctx, 1..=255));
+        let active_active = match &raw.active_active {
+            None => Some(false),
+            Some(a) => self.boolean(a, "active_active", &vctx),
+        };
         // 255 is reserved for the router that owns the addresses; keepalived's
         // instances here always start as BACKUP.
         let priority = match &raw.priority {
             None => Some(100),
+            Some(p) if active_active == Some(true) => {
+                self.error(
+                    format!("{vctx}: with `active_active`, priorities come from the order of each cluster's balancers; remove `priority`"),
+                    p.span,
+                );
+                None
+            }
             Some(p) => self.int(p, "priority", ctx, 1..=254),
         };
         // VRRPv2 carries the interval in 8 bits of seconds; 1 is keepalived's
@@ -229,6 +240,14 @@ impl Validator {
             None => None,
             Some(i) => Some((i?.value, u8::try_from(sync_id?).expect("range checked"))),
         };
+        if let (Some(true), Some(i)) = (active_active, &raw.sync_interface) {
+            // keepalived ties its sync daemons to one instance's state.
+            self.error(
+                format!("{vctx}: connection sync follows one VRRP instance, and `active_active` makes several"),
+                i.span,
+            );
+            ok = false;
+        }
         if !ok {
             return None;
         }
@@ -236,6 +255,7 @@ impl Validator {
             router_id: u8::try_from(router_id?).expect("range checked"),
             priority: u8::try_from(priority?).expect("range checked"),
             advert_int: u8::try_from(advert_int?).expect("range checked"),
+            active_active: active_active?,
             preempt: preempt?,
             preempt_delay: u16::try_from(preempt_delay?).expect("range checked"),
             auth_file: auth_file.map_or(Some(None), |a| a.map(Some))?,

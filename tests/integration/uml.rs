@@ -183,6 +183,16 @@ fn keepalived_vrrp_unicast_authentication_and_nopreempt() {
     );
 }
 
+/// An active-active pair: each director holds and forwards the cluster that
+/// lists it first; stopping one moves its cluster to the other.
+#[test]
+fn keepalived_active_active_pair_splits_and_fails_over() {
+    run(
+        "active-active",
+        &[("tests/uml/fixtures/active-active.yaml", "active-active")],
+    );
+}
+
 /// IPVS connection sync: connections opened through the MASTER keep working
 /// through the BACKUP after a failover.
 #[test]
