@@ -465,6 +465,7 @@ pub fn apply(
     warnings: &mut Vec<String>,
 ) -> Result<Counts, IoError> {
     let root = lock.root().expect("a build holds the folder");
+    test_hook("apply");
     let manifest_path = out.join(manifest::FILE_NAME);
     let touches_hosts = !(survey.changes.is_empty()
         && survey.removals.is_empty()
@@ -493,6 +494,7 @@ pub fn apply(
                     .map_err(io_error(&manifest_path, "write"))?;
             }
             marked = true;
+            test_hook("marked");
         }
         apply_to_hosts(out, root, files, survey, warnings)
     })();
@@ -513,6 +515,37 @@ pub fn apply(
             .map_err(io_error(&manifest_path, "write"))?;
     }
     Ok(counts)
+}
+
+/// In debug builds only, and for the tests: with `DSRGEN_TEST_HOOK` set to
+/// `<point>:<shell command>`, run the command when the build reaches `point`
+/// (`apply`: the survey is done, nothing written yet; `marked`: the manifest
+/// says a build is under way), so that a test can change the folder at a
+/// moment of its choosing; the command `abort` stands for SIGKILL.
+fn test_hook(point: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Some(hook) = std::env::var_os("DSRGEN_TEST_HOOK") else {
+        return;
+    };
+    let hook = hook.to_string_lossy();
+    let Some(command) = hook
+        .strip_prefix(point)
+        .and_then(|rest| rest.strip_prefix(':'))
+    else {
+        return;
+    };
+    if command == "abort" {
+        std::process::abort();
+    }
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .status();
+    assert!(
+        status.as_ref().is_ok_and(std::process::ExitStatus::success),
+        "test hook `{command}`: {status:?}"
+    );
 }
 
 /// Sweep the temporaries, write the changed files, then prune.
@@ -569,14 +602,25 @@ fn apply_to_hosts(
     for removal in &survey.removals {
         let path = out.join(&removal.tree_path);
         let (dir, name) = split(&removal.tree_path);
-        // A folder that became a link since the survey is left alone.
-        if let Folder::Open(fd) = cursor
+        match cursor
             .folder(dir, false)
             .map_err(folder_error(out, "open"))?
         {
-            beneath::remove(fd, name).map_err(io_error(&path, "remove"))?;
-            // Up to `hosts/`, which stays.
-            cursor.remove_empty_folders(1);
+            Folder::Open(fd) => {
+                beneath::remove(fd, name).map_err(io_error(&path, "remove"))?;
+                // Up to `hosts/`, which stays.
+                cursor.remove_empty_folders(1);
+            }
+            Folder::Missing => continue,
+            // It became a link or a file since the survey: left alone.
+            Folder::Blocked(at) => {
+                warnings.push(format!(
+                    "not removing `{}`: `{}` is a symbolic link or not a folder, and dsrgen does not follow it",
+                    path.display(),
+                    out.join(at).display()
+                ));
+                continue;
+            }
         }
         if removal.edited {
             warnings.push(format!(

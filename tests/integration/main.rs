@@ -10,6 +10,7 @@ mod deploy;
 mod faults;
 mod fuzz;
 mod golden;
+mod hostile;
 mod properties;
 mod support;
 pub mod system;
