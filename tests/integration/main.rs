@@ -9,6 +9,7 @@ mod cli;
 mod deploy;
 mod faults;
 mod fuzz;
+mod gaps;
 mod golden;
 mod hostile;
 mod properties;
