@@ -72,6 +72,8 @@ pub struct Survey {
     pub removals: Vec<Removal>,
     /// Files in the way that dsrgen did not write: the build must not proceed.
     pub conflicts: Vec<String>,
+    /// The previous build was killed before it finished.
+    pub interrupted: bool,
     /// Temporary files of an interrupted build, to remove (tree paths).
     pub stale: Vec<String>,
     /// Folders of files the previous manifest lists that are gone already:
@@ -279,6 +281,7 @@ pub fn survey(
         .as_ref()
         .is_some_and(|(_, mode)| *mode == manifest::INTENT_MODE)
     {
+        survey.interrupted = true;
         // The manifest's temporaries sit in the folder itself, the others
         // below `hosts/`.
         let mut cursor = Cursor::new(root);
@@ -332,7 +335,8 @@ pub fn survey(
                 };
                 // The manifest keeps the digest of what an owned file held
                 // until it is rewritten, even after a killed build: a file
-                // that differs from it was edited by hand.
+                // that differs from it was edited by hand, or (after a killed
+                // build of another inventory) written by that build.
                 let edited = *owned_digest != manifest::sha256_hex(&old);
                 survey.changes.push((index, Change::Update { old, edited }));
             }
@@ -577,7 +581,7 @@ fn apply_to_hosts(
     let runs: Vec<(Vec<String>, Result<(), IoError>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = writes
             .chunks(writes.len().div_ceil(threads).max(1))
-            .map(|run| scope.spawn(move || write_files(out, root, files, run)))
+            .map(|run| scope.spawn(move || write_files(out, root, files, run, survey.interrupted)))
             .collect();
         workers
             .into_iter()
@@ -624,8 +628,9 @@ fn apply_to_hosts(
         }
         if removal.edited {
             warnings.push(format!(
-                "removed `{}`, which had been edited by hand since dsrgen wrote it",
-                path.display()
+                "removed `{}`, {}",
+                path.display(),
+                edited(survey.interrupted)
             ));
         }
         counts.removed += 1;
@@ -656,6 +661,15 @@ fn remove_empty_folders(cursor: &mut Cursor<'_>, out: &Path, dir: &str) -> Resul
     Ok(())
 }
 
+/// Why a file that differs from its digest in the manifest does.
+fn edited(interrupted: bool) -> &'static str {
+    if interrupted {
+        "which differs from what dsrgen recorded for it: edited by hand, or written by the build that was killed"
+    } else {
+        "which had been edited by hand since dsrgen wrote it"
+    }
+}
+
 /// Write a run of changed files, with a warning for each that had been edited
 /// by hand; stop at the first failure.
 fn write_files(
@@ -663,6 +677,7 @@ fn write_files(
     root: BorrowedFd<'_>,
     files: &[File],
     run: &[&(usize, Change)],
+    interrupted: bool,
 ) -> (Vec<String>, Result<(), IoError>) {
     let mut warnings = Vec::new();
     // Folders opened (and made) once for the files of a folder in a row.
@@ -689,8 +704,9 @@ fn write_files(
         }
         if let Change::Update { edited: true, .. } = change {
             warnings.push(format!(
-                "overwrote `{}`, which had been edited by hand since dsrgen wrote it",
-                path.display()
+                "overwrote `{}`, {}",
+                path.display(),
+                edited(interrupted)
             ));
         }
     }

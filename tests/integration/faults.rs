@@ -257,8 +257,9 @@ fn builds_killed_at_random_points_converge() {
             contents(&dir)
         })
         .collect();
-    // A build that creates files first writes the old manifest with the new
-    // files added (its manifest of intent): a third valid manifest.
+    // A build that creates files first writes the manifest it found with the
+    // new files added (its manifest of intent), under the new inventory's
+    // name: after kills in a row, either tree's digests under either name.
     let manifests: Vec<Manifest> = fresh
         .iter()
         .map(|tree| {
@@ -266,13 +267,16 @@ fn builds_killed_at_random_points_converge() {
             Manifest::parse(text).expect("a manifest").0
         })
         .collect();
+    let manifests = &manifests;
     let intents: Vec<Vec<u8>> = [(0, 1), (1, 0)]
         .iter()
-        .map(|&(new, old)| {
-            manifests[new]
-                .intent(&manifests[old].files)
-                .to_json()
-                .into_bytes()
+        .flat_map(|&(new, old)| {
+            let intent = manifests[new].intent(&manifests[old].files);
+            manifests.iter().map(move |named| {
+                let mut intent = intent.clone();
+                intent.inventory.clone_from(&named.inventory);
+                intent.to_json().into_bytes()
+            })
         })
         .collect();
     let out = tmp.join("out");

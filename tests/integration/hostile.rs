@@ -328,7 +328,7 @@ fn a_hand_edit_after_a_killed_build_is_noticed() {
         .code(0)
         .stderr_has("was killed before it finished")
         .stderr_has("overwrote `")
-        .stderr_has("dsrgen-vips`, which had been edited by hand");
+        .stderr_has("dsrgen-vips`, which differs from what dsrgen recorded for it: edited by hand");
 }
 
 /// Item 6: folders left empty by files that are gone (a build killed while
