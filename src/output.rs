@@ -603,6 +603,8 @@ fn apply_to_hosts(
         unchanged: survey.unchanged,
         ..Counts::default()
     };
+    // Anew: the writers may have made folders this one found missing.
+    let mut cursor = Cursor::new(root);
     for removal in &survey.removals {
         let path = out.join(&removal.tree_path);
         let (dir, name) = split(&removal.tree_path);

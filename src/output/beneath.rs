@@ -37,6 +37,9 @@ pub struct Cursor<'r> {
     root: BorrowedFd<'r>,
     /// The open folders, outermost first, with their names.
     stack: Vec<(String, OwnedFd)>,
+    /// The first folder found missing, if the last walk found one: the files
+    /// below it are missing too, without a look each.
+    missing: Option<String>,
 }
 
 /// Where a folder of the tree stands.
@@ -58,12 +61,22 @@ impl<'r> Cursor<'r> {
         Cursor {
             root,
             stack: Vec::new(),
+            missing: None,
         }
     }
 
     /// Open the folder at `dir` (components separated by `/`, `""` for the
     /// root), making the missing ones when `create` is set.
     pub fn folder(&mut self, dir: &str, create: bool) -> Result<Folder<'_>, FolderError> {
+        if let Some(missing) = &self.missing {
+            let below = dir
+                .strip_prefix(missing.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if below && !create {
+                return Ok(Folder::Missing);
+            }
+            self.missing = None;
+        }
         let parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
         let kept = self
             .stack
@@ -72,11 +85,19 @@ impl<'r> Cursor<'r> {
             .take_while(|((name, _), part)| name == *part)
             .count();
         self.stack.truncate(kept);
+        // Below a folder this walk made, the next is missing too: made at once.
+        let mut made = false;
         for (depth, part) in parts.iter().enumerate().skip(kept) {
             let parent = self.stack.last().map_or(self.root, |(_, fd)| fd.as_fd());
             let at = || parts[..=depth].join("/");
-            let opened = match rustix::fs::openat(parent, *part, FOLDER, Mode::empty()) {
+            let first = if made {
+                Err(rustix::io::Errno::NOENT)
+            } else {
+                rustix::fs::openat(parent, *part, FOLDER, Mode::empty())
+            };
+            let opened = match first {
                 Err(rustix::io::Errno::NOENT) if create => {
+                    made = true;
                     match rustix::fs::mkdirat(parent, *part, Mode::from_bits_truncate(0o777)) {
                         // Another writer made it meanwhile.
                         Ok(()) | Err(rustix::io::Errno::EXIST) => {}
@@ -88,7 +109,10 @@ impl<'r> Cursor<'r> {
             };
             match opened {
                 Ok(fd) => self.stack.push(((*part).to_owned(), fd)),
-                Err(rustix::io::Errno::NOENT) => return Ok(Folder::Missing),
+                Err(rustix::io::Errno::NOENT) => {
+                    self.missing = Some(at());
+                    return Ok(Folder::Missing);
+                }
                 Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
                     return Ok(Folder::Blocked(at()));
                 }
