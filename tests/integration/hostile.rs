@@ -101,63 +101,51 @@ fn shell(script: &str) {
     assert!(status.success(), "{script}");
 }
 
-/// Item 1: a host folder replaced by a link to a copy of it outside, after
-/// the survey and before the writes: nothing is written through the link.
-#[test]
-fn a_folder_swapped_for_a_link_during_a_build_is_not_written_through() {
-    let tmp = TempDir::new("swap-write");
+/// Build `v1`, copy the tree's `folder` outside it, then build `v2` while
+/// the hook swaps `folder` for a link to the copy, after the survey and
+/// before any write; nothing outside the output folder may change.
+fn build_while_swapping(name: &str, folder: &str, v2: (bool, bool)) -> Output {
+    let tmp = TempDir::new(name);
     let out = tmp.join("out");
     build(&inventory(&tmp, "v1.yaml", false, false), &out).code(0);
     let outside = tmp.join("outside");
     shell(&format!(
-        "cp -a {}/hosts/web1 {}",
+        "cp -a {}/{folder} {}",
         out.display(),
         outside.display()
     ));
-    let v2 = inventory(&tmp, "v2.yaml", true, false);
+    let v2 = inventory(&tmp, "v2.yaml", v2.0, v2.1);
     let before = snapshot(tmp.path(), Some(&out));
     let run = hooked(
         &v2,
         &out,
         &format!(
-            "apply:mv {out}/hosts/web1 {out}/web1-moved && ln -s {outside} {out}/hosts/web1",
+            "apply:mv {out}/{folder} {out}/moved && ln -s {outside} {out}/{folder}",
             out = out.display(),
             outside = outside.display()
         ),
     );
-    run.code(2)
-        .stderr_has("hosts/web1`: it is a symbolic link or not a folder");
     assert_same(&before, &snapshot(tmp.path(), Some(&out)));
+    run
+}
+
+/// Item 1: a host folder replaced by a link to a copy of it outside: nothing
+/// is written through the link.
+#[test]
+fn a_folder_swapped_for_a_link_during_a_build_is_not_written_through() {
+    build_while_swapping("swap-write", "hosts/web1", (true, false))
+        .code(2)
+        .stderr_has("hosts/web1`: it is a symbolic link or not a folder");
 }
 
 /// Item 1: the same while pruning: the folder of files to remove becomes a
 /// link to a copy of it outside; the copy stays whole.
 #[test]
 fn a_folder_swapped_for_a_link_during_a_build_is_not_pruned_through() {
-    let tmp = TempDir::new("swap-prune");
-    let out = tmp.join("out");
-    build(&inventory(&tmp, "v1.yaml", false, false), &out).code(0);
-    let outside = tmp.join("outside");
-    shell(&format!(
-        "cp -a {}/hosts/web2 {}",
-        out.display(),
-        outside.display()
-    ));
-    let v2 = inventory(&tmp, "v2.yaml", false, true);
-    let before = snapshot(tmp.path(), Some(&out));
-    let run = hooked(
-        &v2,
-        &out,
-        &format!(
-            "apply:mv {out}/hosts/web2/etc {out}/etc-moved && ln -s {outside}/etc {out}/hosts/web2/etc",
-            out = out.display(),
-            outside = outside.display()
-        ),
-    );
-    run.code(0)
+    build_while_swapping("swap-prune", "hosts/web2/etc", (false, true))
+        .code(0)
         .stderr_has("not removing")
         .stderr_has("is a symbolic link or not a folder, and dsrgen does not follow it");
-    assert_same(&before, &snapshot(tmp.path(), Some(&out)));
 }
 
 /// Item 2: a FIFO as the manifest, or as a planned file, a link to
