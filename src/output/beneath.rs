@@ -259,7 +259,13 @@ pub fn temporaries(
         } else {
             format!("{at}/{name}")
         };
-        match entry.file_type() {
+        // Some filesystems do not say the type in the listing.
+        let kind = match entry.file_type() {
+            FileType::Unknown => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(FileType::Unknown, |s| FileType::from_raw_mode(s.st_mode)),
+            kind => kind,
+        };
+        match kind {
             FileType::RegularFile if is_temporary(name) => found.push(path),
             FileType::Directory if recurse && name != "." && name != ".." => {
                 match rustix::fs::openat(dir, name, FOLDER, Mode::empty()) {
