@@ -209,6 +209,8 @@ pub struct Defaults {
     #[serde(default, deserialize_with = "present")]
     pub persistence: Option<Value>,
     pub health: Option<Spanned<Health>>,
+    #[serde(default, deserialize_with = "present")]
+    pub on_failure: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -220,6 +222,62 @@ pub struct Health {
     pub path: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub status: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub host: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub expect: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub digest: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub port: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub script: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub interval: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub timeout: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub retries: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub retry_delay: Option<Value>,
+}
+
+/// A port's `health`: one check, or a list of checks that must all pass.
+#[derive(Debug, PartialEq)]
+pub enum Checks {
+    One(Box<Health>),
+    All(List<Health>),
+}
+
+impl<'de> Deserialize<'de> for Checks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ChecksVisitor;
+
+        impl<'de> Visitor<'de> for ChecksVisitor {
+            type Value = Checks;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a health check (a mapping) or a list of them")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Checks, A::Error> {
+                Health::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|h| Checks::One(Box::new(h)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checks, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Checks::All(List(items)))
+            }
+        }
+
+        deserializer.deserialize_any(ChecksVisitor)
+    }
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -244,6 +302,30 @@ pub struct Vrrp {
     pub router_id: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub priority: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub advert_int: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub preempt: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub preempt_delay: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub auth_file: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub unicast: Option<Value>,
+    pub track_interfaces: Option<Spanned<List<Scalar>>>,
+    pub track_scripts: Option<Spanned<List<Scalar>>>,
+    pub notify: Option<Spanned<Notify>>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    #[serde(default, deserialize_with = "present")]
+    pub master: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub backup: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub fault: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -282,13 +364,20 @@ pub struct Cluster {
 pub struct Port {
     #[serde(default, deserialize_with = "present")]
     pub port: Option<Value>,
+    pub ports: Option<Spanned<List<Scalar>>>,
     #[serde(default, deserialize_with = "present")]
     pub protocol: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub scheduler: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub persistence: Option<Value>,
-    pub health: Option<Spanned<Health>>,
+    pub health: Option<Spanned<Checks>>,
+    #[serde(default, deserialize_with = "present")]
+    pub on_failure: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub quorum: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub sorry: Option<Value>,
     pub backends: Option<Spanned<List<Scalar>>>,
     pub weights: Option<Spanned<Entries<Value>>>,
 }

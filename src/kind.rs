@@ -19,7 +19,7 @@ macro_rules! file_kinds {
 }
 
 file_kinds!(
-    Sysctl, Script, Service, Network, Netdev, Keepalived, Ipvsadm, Nftables, Dispatcher,
+    Sysctl, Script, Service, Network, Netdev, Marks, Keepalived, Ipvsadm, Nftables, Dispatcher,
 );
 
 /// What every file of one kind shares.
@@ -45,6 +45,8 @@ pub enum Order {
     Units,
     Addresses,
     Networkd,
+    /// Firewall marks, before the IPVS services that match them.
+    Marks,
     Balancer,
 }
 
@@ -100,6 +102,13 @@ impl FileKind {
                 0o644,
                 "networkctl reload",
                 Order::Networkd,
+            ),
+            FileKind::Marks => declare(
+                "dsrgen-marks.nft",
+                include_str!("../templates/dsrgen-marks.nft.j2"),
+                0o644,
+                "nft -f /etc/nftables.d/dsrgen-marks.nft",
+                Order::Marks,
             ),
             FileKind::Keepalived => declare(
                 "keepalived.conf",
@@ -186,6 +195,7 @@ mod tests {
                 "systemctl daemon-reload",
                 "/usr/local/sbin/dsrgen-vips up",
                 "networkctl reload",
+                "nft -f /etc/nftables.d/dsrgen-marks.nft",
                 "systemctl reload keepalived",
                 "ipvsadm-restore < /etc/ipvsadm.rules",
                 "nft -f /etc/nftables.d/dsrgen.nft",

@@ -184,9 +184,17 @@ impl HttpPath {
                 shown(s)
             ));
         }
+        // keepalived reads `!` (like `#`) as the start of a comment anywhere
+        // in a line: `/status!v2` would be checked as `/status`.
+        if s.contains('!') {
+            return Err(format!(
+                "health check path `{}` contains `!`, which keepalived reads as the start of a comment; percent-encode it as `%21`",
+                shown(s)
+            ));
+        }
         if let Some(bad) = s
             .chars()
-            .find(|&c| !(c.is_ascii_alphanumeric() || "-._~/%?=&:@+,;!*()".contains(c)))
+            .find(|&c| !(c.is_ascii_alphanumeric() || "-._~/%?=&:@+,;*()".contains(c)))
         {
             return Err(format!(
                 "health check path `{}` contains {}; percent-encode it",
@@ -331,12 +339,187 @@ keyword_enum!(
     }
 );
 
+/// One health check of a port's backends; a backend is healthy when every
+/// check of its port passes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Health {
-    None,
-    Tcp,
-    Http { path: HttpPath, status: u16 },
+pub struct Check {
+    pub probe: Probe,
+    /// The port probed, when it is not the service's own.
+    pub port: Option<u16>,
+    pub timing: Timing,
 }
+
+/// What a check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// A TCP connection.
+    Tcp,
+    /// An HTTP request, over TLS with `tls`.
+    Http(HttpProbe),
+    /// A UDP datagram; the check fails on an ICMP port unreachable.
+    Udp,
+    /// A DNS query for `name` (type A) over UDP.
+    Dns { name: DnsName },
+    /// A program on the balancer; the backend is healthy when it exits 0.
+    Script { path: ScriptPath },
+}
+
+impl Probe {
+    /// The `kind` that names this probe in the inventory.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Tcp => "tcp",
+            Probe::Http(http) if http.tls => "https",
+            Probe::Http(_) => "http",
+            Probe::Udp => "udp",
+            Probe::Dns { .. } => "dns",
+            Probe::Script { .. } => "script",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpProbe {
+    pub tls: bool,
+    pub path: HttpPath,
+    pub status: u16,
+    /// The `Host` header (and TLS server name), when not the backend's address.
+    pub host: Option<DnsName>,
+    /// Text the response body must contain.
+    pub expect: Option<Expect>,
+    /// The MD5 digest (lower-case hex) the response body must have.
+    pub digest: Option<String>,
+}
+
+/// Text a response body must contain, of characters that need no escaping in
+/// a regular expression or a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Expect(String);
+
+impl Expect {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 256 {
+            return Err("`expect` must be 1 to 256 characters long".to_owned());
+        }
+        if let Some(bad) = s
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || " -_:,=/@%".contains(c)))
+        {
+            return Err(format!(
+                "`expect` text `{}` contains {}; use letters, digits, spaces and `-_:,=/@%`",
+                shown(s),
+                describe_char(bad)
+            ));
+        }
+        if s.starts_with(' ') || s.ends_with(' ') {
+            return Err("`expect` text cannot start or end with a space".to_owned());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A DNS name: the `Host` of an HTTP check, or the name a DNS check asks for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DnsName(String);
+
+impl DnsName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let labels_ok = !s.is_empty()
+            && s.len() <= 253
+            && s.trim_end_matches('.').split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !labels_ok {
+            return Err(format!(
+                "`{}` is not a DNS name: labels of letters, digits and `-`, separated by dots",
+                shown(s)
+            ));
+        }
+        Ok(Self(s.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The absolute path of a check program, safe to write unquoted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ScriptPath(String);
+
+impl ScriptPath {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!(
+                "program `{}` must be an absolute path",
+                shown(s)
+            ));
+        }
+        if let Some(bad) = s
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || "/._-+".contains(c)))
+        {
+            return Err(format!(
+                "program `{}` contains {}; use letters, digits and `/._-+`",
+                shown(s),
+                describe_char(bad)
+            ));
+        }
+        if s.split('/').any(|c| c == "..") || s.len() > 1024 {
+            return Err(format!(
+                "program `{}` is not a plain absolute path",
+                shown(s)
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// When and how long a check runs, in seconds. A dead backend leaves
+/// rotation within `interval + (retries + 1) * timeout + retries * retry_delay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub interval: u32,
+    pub timeout: u32,
+    pub retries: u32,
+    pub retry_delay: u32,
+}
+
+impl Timing {
+    /// Real DR configurations check every 1 to 15 s, most often 6; keepalived's
+    /// own default, 60 s, leaves a dead backend in rotation for a minute.
+    pub const DEFAULT: Timing = Timing {
+        interval: 6,
+        timeout: 3,
+        retries: 1,
+        retry_delay: 1,
+    };
+}
+
+keyword_enum!(
+    /// What a balancer does with a backend whose checks fail.
+    OnFailure {
+        /// Take it out of the service.
+        Remove = "remove",
+        /// Keep it with weight 0: no new connections, open ones go on.
+        Drain = "drain",
+    }
+);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Defaults {
@@ -345,10 +528,35 @@ pub struct Defaults {
     pub outputs: BTreeSet<Output>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vrrp {
     pub router_id: u8,
     pub priority: u8,
+    /// Seconds between advertisements.
+    pub advert_int: u8,
+    /// Whether a higher priority takes the addresses back (after
+    /// `preempt_delay` seconds); keepalived's `nopreempt` when not.
+    pub preempt: bool,
+    pub preempt_delay: u16,
+    /// A file on the host, never in the inventory or the tree, holding the
+    /// instance's `authentication` block: keepalived includes it.
+    pub auth_file: Option<ScriptPath>,
+    /// Advertise to the peers' own addresses instead of multicast.
+    pub unicast: bool,
+    /// Interfaces whose failure puts the instance in FAULT.
+    pub track_interfaces: Vec<IfName>,
+    /// Programs run every 2 s; two failures in a row put the instance in
+    /// FAULT, two successes take it out.
+    pub track_scripts: Vec<ScriptPath>,
+    pub notify: Notify,
+}
+
+/// Programs keepalived runs when the instance changes state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub master: Option<ScriptPath>,
+    pub backup: Option<ScriptPath>,
+    pub fault: Option<ScriptPath>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -405,14 +613,25 @@ pub struct Cluster {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {
+    /// The port, or the first of a group.
     pub port: u16,
+    /// Every port of a group (`ports: [80, 443]`): one service over all of
+    /// them, a firewall-mark service on IPVS. Empty for a single port.
+    pub group: Vec<u16>,
     pub protocol: Protocol,
     /// The scheduler IPVS engines use: the port's own or `defaults.scheduler`.
     pub ipvs_scheduler: Scheduler,
     /// The scheduler nftables uses: the port's own if it hashes, else `flow`.
     pub hash_scheduler: HashScheduler,
     pub persistence: u32,
-    pub health: Health,
+    /// Every check a backend must pass; none when empty.
+    pub health: Vec<Check>,
+    pub on_failure: OnFailure,
+    /// The least total weight of healthy backends for the service to be up.
+    pub quorum: Option<u32>,
+    /// The backend that takes the service's traffic when too few others are
+    /// healthy; it holds the cluster address like any backend.
+    pub sorry: Option<Name>,
     pub backends: Vec<Member>,
 }
 
@@ -483,5 +702,7 @@ mod tests {
         assert!(HttpPath::parse("healthz").is_err());
         assert!(HttpPath::parse("/a b").is_err());
         assert!(HttpPath::parse("/a\"b").is_err());
+        assert!(HttpPath::parse("/status!v2").is_err());
+        assert!(HttpPath::parse("/status%21v2").is_ok());
     }
 }

@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use crate::engine::dispatcher::DispatcherContext;
+use crate::engine::fwmark::MarksContext;
 use crate::engine::ipvsadm::IpvsadmContext;
 use crate::engine::keepalived::KeepalivedContext;
 use crate::engine::nftables::NftablesContext;
@@ -83,6 +84,7 @@ pub enum Context {
     Ipvsadm(IpvsadmContext),
     Dispatcher(DispatcherContext),
     Nftables(NftablesContext),
+    Marks(MarksContext),
 }
 
 /// Every file of the tree, sorted by host and path, and the context each is
@@ -108,7 +110,7 @@ impl Plan {
             if balancer.clusters.is_empty() {
                 continue;
             }
-            files.push(engine::file(model, name, balancer, inventory));
+            files.extend(engine::files(model, name, balancer, inventory));
             match balancer.holder() {
                 Holder::Script => {
                     let holding = Holding::balancer(name, balancer, inventory);

@@ -6,6 +6,7 @@
 //! user fixing an inventory in review wants the whole list.
 
 mod cluster;
+mod health;
 mod item;
 mod port;
 
@@ -20,8 +21,8 @@ use crate::diagnostic::{self, Diagnostic, did_you_mean, shown};
 use crate::engine::Holder;
 use crate::inventory::{self as raw, Scalar, Spanned, Value};
 use crate::model::{
-    ArpAnnounce, ArpIgnore, Backend, Balancer, Cluster, ClusterId, Defaults, Engine, Health,
-    IfName, Label, Model, Name, Output, Scheduler, Separator, Vip, Vrrp,
+    ArpAnnounce, ArpIgnore, Backend, Balancer, Check, Cluster, ClusterId, Defaults, Engine, IfName,
+    Label, Model, Name, OnFailure, Output, Probe, Scheduler, Separator, Timing, Vip, Vrrp,
 };
 use crate::source::Span;
 
@@ -32,6 +33,10 @@ pub struct Validated {
     pub model: Option<Model>,
     pub diagnostics: Vec<Diagnostic>,
 }
+
+/// A value that was invalid, its error already reported.
+#[derive(Debug)]
+struct Reported;
 
 /// The longest a persistence timeout may be: 31 days, ipvsadm's limit.
 const MAX_PERSISTENCE: i128 = 2_678_400;
@@ -88,7 +93,9 @@ struct CheckedDefaults {
     outputs: BTreeSet<Output>,
     scheduler: Scheduler,
     persistence: u32,
-    health: Health,
+    health: Vec<Check>,
+    timing: Timing,
+    on_failure: OnFailure,
 }
 
 impl Default for CheckedDefaults {
@@ -100,7 +107,13 @@ impl Default for CheckedDefaults {
             outputs: Output::ALL.iter().copied().collect(),
             scheduler: Scheduler::Wlc,
             persistence: 0,
-            health: Health::Tcp,
+            health: vec![Check {
+                probe: Probe::Tcp,
+                port: None,
+                timing: Timing::DEFAULT,
+            }],
+            timing: Timing::DEFAULT,
+            on_failure: OnFailure::Remove,
         }
     }
 }
@@ -212,6 +225,21 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// `true` or `false`: YAML 1.1's `yes` and `on` are strings here.
+    fn boolean(&mut self, value: &Value, what: &str, ctx: &str) -> Option<bool> {
+        if let Scalar::Bool(b) = value.value {
+            return Some(b);
+        }
+        self.error(
+            format!(
+                "{ctx}: `{what}` must be `true` or `false`, found {}",
+                value.value.describe()
+            ),
+            value.span,
+        );
+        None
     }
 
     /// One of a few integers, each with its meaning.

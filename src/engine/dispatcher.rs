@@ -6,14 +6,52 @@ use serde::Serialize;
 
 use super::{Balancing, RealServer};
 use crate::kind::FileKind;
-use crate::model::{Health, Name};
+use crate::model::{Check, Name, Probe};
 use crate::plan::{Context, PlannedFile, Role};
 
 /// Why a Dispatcher port takes no scheduler.
 pub const WEIGHTS: &str = "Dispatcher's manager spreads load by the servers' weights";
 
-/// What `advisor start http` leaves out: it takes a cluster and port only.
-pub const HTTP_ADVISOR: &str = "dispatcher's http advisor is started without a path or status";
+/// The advisor that runs a check, if Dispatcher has one.
+pub fn advisor(probe: &Probe) -> Option<&'static str> {
+    match probe {
+        Probe::Tcp => Some("connect"),
+        Probe::Http(http) if http.tls => Some("https"),
+        Probe::Http(_) => Some("http"),
+        Probe::Dns { .. } => Some("dns"),
+        Probe::Udp | Probe::Script { .. } => None,
+    }
+}
+
+/// What an advisor leaves out of a check: advisors take a cluster and port
+/// only, and probe the service's own port.
+pub fn caveat(check: &Check) -> Option<String> {
+    if let Probe::Http(http) = &check.probe {
+        if http.path.as_str() != "/" || http.status != 200 {
+            return Some(format!(
+                "dispatcher's {} advisor is started without a path or status; it does not check `{} -> {}`",
+                if http.tls { "https" } else { "http" },
+                http.path.as_str(),
+                http.status
+            ));
+        }
+        if http.host.is_some() || http.expect.is_some() || http.digest.is_some() {
+            return Some(
+                "dispatcher's advisors take no `host`, `expect` or `digest`; this check does not test them"
+                    .to_owned(),
+            );
+        }
+    }
+    if let Probe::Dns { name } = &check.probe {
+        return Some(format!(
+            "dispatcher's dns advisor asks its own query, not for `{}`",
+            name.as_str()
+        ));
+    }
+    check.port.map(|port| {
+        format!("dispatcher's advisors probe the service's own port; `port: {port}` has no effect")
+    })
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DispatcherContext {
@@ -38,13 +76,20 @@ pub struct DispatcherCluster {
 #[derive(Clone, Debug, Serialize)]
 pub struct DispatcherPort {
     pub port: u16,
+    /// Seconds a client sticks to its server (the port's persistence).
+    pub stickytime: Option<u32>,
     pub servers: Vec<RealServer>,
 }
 
+/// One advisor on one port, with the timing of its check.
 #[derive(Clone, Debug, Serialize)]
 pub struct Advisor {
     pub kind: &'static str,
     pub target: String,
+    pub interval: u32,
+    /// Both the connect and the receive timeout.
+    pub timeout: u32,
+    pub retries: u32,
 }
 
 pub fn file(b: &Balancing) -> (PlannedFile, Context) {
@@ -70,17 +115,22 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
         let cluster = clusters.last_mut().expect("just pushed");
         cluster.ports.push(DispatcherPort {
             port: s.port.port,
+            stickytime: Some(s.port.persistence).filter(|&p| p > 0),
             servers: s.real_servers(),
         });
-        let kind = match s.port.health {
-            Health::None => None,
-            Health::Tcp => Some("connect"),
-            Health::Http { .. } => Some("http"),
-        };
-        if let Some(kind) = kind {
+        // One advisor of a kind per port: Dispatcher starts each once.
+        let first = advisors.len();
+        for check in &s.port.health {
+            let kind = advisor(&check.probe).expect("validation refused the others");
+            if advisors[first..].iter().any(|a: &Advisor| a.kind == kind) {
+                continue;
+            }
             advisors.push(Advisor {
                 kind,
                 target: format!("{address}{sep}{}", s.port.port),
+                interval: check.timing.interval,
+                timeout: check.timing.timeout,
+                retries: check.timing.retries,
             });
         }
     }

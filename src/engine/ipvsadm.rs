@@ -15,10 +15,9 @@ pub struct IpvsadmContext {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct IpvsadmService {
-    /// `-t`, `-u` or `--sctp-service`.
-    pub protocol_flag: &'static str,
-    /// `192.0.2.10:80`, or `[2001:db8::10]:80`.
-    pub endpoint: String,
+    /// `-t 192.0.2.10:80`, `-u [2001:db8::10]:53`, `--sctp-service ...`, or
+    /// for a port group `-f <mark>` (`-f <mark> -6` for IPv6).
+    pub service: String,
     pub scheduler: &'static str,
     pub persistence: Option<u32>,
     pub flags: Option<&'static str>,
@@ -37,13 +36,22 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
         .iter()
         .map(|s| {
             let (scheduler, flags) = s.ipvs_scheduler();
+            let service = match s.mark() {
+                Some(mark) if s.address.is_ipv6() => format!("-f {mark} -6"),
+                Some(mark) => format!("-f {mark}"),
+                None => {
+                    let flag = match s.protocol {
+                        Protocol::Tcp => "-t",
+                        Protocol::Udp => "-u",
+                        Protocol::Sctp => "--sctp-service",
+                    };
+                    format!("{flag} {}", endpoint(s.address, s.port.port))
+                }
+            };
+            // A firewall-mark service's real servers have no port.
+            let real_port = if s.mark().is_some() { 0 } else { s.port.port };
             IpvsadmService {
-                protocol_flag: match s.protocol {
-                    Protocol::Tcp => "-t",
-                    Protocol::Udp => "-u",
-                    Protocol::Sctp => "--sctp-service",
-                },
-                endpoint: endpoint(s.address, s.port.port),
+                service,
                 scheduler,
                 // ipvsadm's bare -p means 360 s in the code and 300 in the
                 // manual: the number is always written.
@@ -53,7 +61,7 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                     .reals
                     .iter()
                     .map(|&(address, weight)| IpvsadmReal {
-                        endpoint: endpoint(address, s.port.port),
+                        endpoint: endpoint(address, real_port),
                         weight,
                     })
                     .collect(),

@@ -6,6 +6,7 @@
 //! context and what goes into it) lives in `engine/<engine>.rs`.
 
 pub mod dispatcher;
+pub mod fwmark;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod nftables;
@@ -14,7 +15,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::{Balancer, Engine, Model, Name, Port, Protocol, Scheduler};
+use crate::model::{
+    Balancer, Check, ClusterId, Engine, Model, Name, Port, Probe, Protocol, Scheduler,
+};
 use crate::plan::{Context, PlannedFile};
 
 /// How an engine picks a backend for a new connection.
@@ -79,12 +82,30 @@ impl Engine {
         }
     }
 
-    /// What the engine's HTTP check leaves out of a path and status other
-    /// than `/` and 200, if anything.
-    pub fn http_check_caveat(self) -> Option<&'static str> {
+    /// Whether the engine can run a check of this kind.
+    pub fn runs(self, probe: &Probe) -> bool {
+        match self {
+            Engine::Keepalived => true,
+            Engine::Dispatcher => dispatcher::advisor(probe).is_some(),
+            Engine::Ipvsadm | Engine::Nftables => false,
+        }
+    }
+
+    /// What the engine leaves out of a check it runs, if anything, in words
+    /// for a warning.
+    pub fn check_caveat(self, check: &Check) -> Option<String> {
         match self {
             Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => None,
-            Engine::Dispatcher => Some(dispatcher::HTTP_ADVISOR),
+            Engine::Dispatcher => dispatcher::caveat(check),
+        }
+    }
+
+    /// Whether `on_failure` and `quorum` take effect: the engine decides
+    /// itself what a failed server gets, or checks nothing.
+    pub fn honours_failure_policy(self) -> bool {
+        match self {
+            Engine::Keepalived => true,
+            Engine::Dispatcher | Engine::Ipvsadm | Engine::Nftables => false,
         }
     }
 
@@ -92,6 +113,15 @@ impl Engine {
         match self {
             Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => true,
             Engine::Dispatcher => protocol != Protocol::Sctp,
+        }
+    }
+
+    /// Whether several ports can be one service (`ports: [80, 443]`):
+    /// IPVS does it with a firewall mark.
+    pub fn serves_groups(self) -> bool {
+        match self {
+            Engine::Keepalived | Engine::Ipvsadm => true,
+            Engine::Dispatcher | Engine::Nftables => false,
         }
     }
 
@@ -147,13 +177,14 @@ pub struct Balancing<'m> {
     pub services: Vec<Service<'m>>,
 }
 
-/// The balancer's table, configuration or ruleset.
-pub fn file(
+/// The balancer's table, configuration or ruleset, and the firewall marks
+/// its port groups need.
+pub fn files(
     model: &Model,
     name: &Name,
     balancer: &Balancer,
     inventory: &str,
-) -> (PlannedFile, Context) {
+) -> Vec<(PlannedFile, Context)> {
     let b = Balancing {
         model,
         name,
@@ -161,12 +192,15 @@ pub fn file(
         inventory,
         services: services(model, balancer),
     };
-    match balancer.engine {
+    let table = match balancer.engine {
         Engine::Keepalived => keepalived::file(&b),
         Engine::Ipvsadm => ipvsadm::file(&b),
         Engine::Dispatcher => dispatcher::file(&b),
         Engine::Nftables => nftables::file(&b),
-    }
+    };
+    let mut files = vec![table];
+    files.extend(fwmark::file(&b));
+    files
 }
 
 /// One (cluster, protocol, port) a balancer serves, with its real servers in
@@ -174,6 +208,7 @@ pub fn file(
 #[derive(Debug)]
 pub struct Service<'m> {
     pub cluster: &'m Name,
+    pub id: ClusterId,
     pub address: IpAddr,
     pub protocol: Protocol,
     pub port: &'m Port,
@@ -182,6 +217,24 @@ pub struct Service<'m> {
 }
 
 impl Service<'_> {
+    /// The firewall mark of a port group: the cluster id and the group's
+    /// first port, so that it is stable and unique on every balancer.
+    pub fn mark(&self) -> Option<u32> {
+        (!self.port.group.is_empty())
+            .then(|| (u32::from(self.id.0) << 16) | u32::from(self.port.port))
+    }
+
+    /// `80/tcp`, or `80+443/tcp` for a group, as comments name a service.
+    pub fn ports_shown(&self) -> String {
+        let ports = if self.port.group.is_empty() {
+            self.port.port.to_string()
+        } else {
+            let ports: Vec<String> = self.port.group.iter().map(u16::to_string).collect();
+            ports.join("+")
+        };
+        format!("{ports}/{}", self.protocol)
+    }
+
     /// The real servers as keepalived and Dispatcher list them.
     pub fn real_servers(&self) -> Vec<RealServer> {
         self.reals
@@ -214,18 +267,14 @@ fn services<'m>(model: &'m Model, balancer: &'m Balancer) -> Vec<Service<'m>> {
                 .backends
                 .iter()
                 .filter_map(|m| {
-                    let b = &model.backends[&m.backend];
-                    let address = if cluster.address.is_ipv4() {
-                        IpAddr::V4(b.address.addr())
-                    } else {
-                        IpAddr::V6(b.address6?.addr())
-                    };
+                    let address = backend_address(model, &m.backend, cluster.address)?;
                     Some((address, m.weight))
                 })
                 .collect();
             reals.sort_unstable();
             rows.push(Service {
                 cluster: name,
+                id: cluster.id,
                 address: cluster.address,
                 protocol: port.protocol,
                 port,
@@ -233,8 +282,10 @@ fn services<'m>(model: &'m Model, balancer: &'m Balancer) -> Vec<Service<'m>> {
             });
         }
     }
+    // Firewall-mark services after the others, by mark.
     rows.sort_by_key(|r| {
         (
+            r.mark(),
             r.address.is_ipv6(),
             protocol_number(r.protocol),
             r.address,
@@ -249,6 +300,16 @@ fn protocol_number(protocol: Protocol) -> u8 {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
         Protocol::Sctp => 132,
+    }
+}
+
+/// A backend's own address of the cluster address's family.
+pub fn backend_address(model: &Model, backend: &Name, cluster: IpAddr) -> Option<IpAddr> {
+    let b = &model.backends[backend];
+    if cluster.is_ipv4() {
+        Some(IpAddr::V4(b.address.addr()))
+    } else {
+        Some(IpAddr::V6(b.address6?.addr()))
     }
 }
 

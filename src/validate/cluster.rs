@@ -37,6 +37,8 @@ pub(super) struct ClusterPass<'v, 'a> {
     /// listed on several ports hears of each once: (cluster, backend, balancer
     /// or `usize::MAX` for "no address6").
     pub(super) reported: HashSet<(usize, usize, usize)>,
+    /// The port groups of the cluster being checked, by their first port.
+    pub(super) groups: HashMap<u16, Span>,
 }
 
 /// Which valid clusters each balancer and backend serves.
@@ -104,6 +106,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             backend_used: vec![false; backends.len()],
             cluster: 0,
             reported: HashSet::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -131,6 +134,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
     ) -> Option<(Name, Cluster)> {
         let name = self.v.name(key, "cluster")?;
         self.cluster = key.span.start;
+        self.groups.clear();
         let ctx = format!("cluster `{name}`");
         let raw = &c.value;
 
@@ -186,6 +190,9 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             }
             for m in ports.iter().flat_map(|p| &p.members) {
                 self.served.backends[m.index].push(ordinal);
+            }
+            for &sorry in ports.iter().filter_map(|p| p.sorry.as_ref()) {
+                self.served.backends[sorry].push(ordinal);
             }
         }
         Some((
@@ -520,7 +527,44 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                         )
                         .notes
                         .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                } else {
+                    self.vrrp_peers_agree(a, b);
                 }
+            }
+        }
+    }
+
+    /// Peers of one instance must speak alike: an advertisement at another
+    /// interval, by another route or without the password is not heard, and
+    /// both would hold the addresses.
+    fn vrrp_peers_agree(&mut self, a: usize, b: usize) {
+        let (ba, bb) = (&self.balancers[a], &self.balancers[b]);
+        let (va, vb) = (
+            ba.vrrp.as_ref().expect("peer"),
+            bb.vrrp.as_ref().expect("peer"),
+        );
+        let show = |v: &crate::model::Vrrp| {
+            [
+                ("advert_int", v.advert_int.to_string()),
+                ("unicast", v.unicast.to_string()),
+                (
+                    "auth_file",
+                    if v.auth_file.is_some() { "given" } else { "not given" }.to_owned(),
+                ),
+            ]
+        };
+        for ((what, mine), (_, theirs)) in show(&vb.value).into_iter().zip(show(&va.value)) {
+            if mine != theirs {
+                self.v
+                    .error(
+                        format!(
+                            "balancer `{}`: VRRP peers `{}` and `{}` must agree on `{what}` ({theirs} and {mine}); they would not hear each other",
+                            bb.name, ba.name, bb.name
+                        ),
+                        vb.span,
+                    )
+                    .notes
+                    .push((format!("`{}`'s vrrp is here", ba.name), va.span));
             }
         }
     }
@@ -582,8 +626,11 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 .filter(|_| b.holder().is_none_or(Holder::labels))?;
             Some((interface, Role::Balancer, &b.name))
         });
-        let backend_devices = ports.iter().flat_map(|p| &p.members).filter_map(|m| {
-            let be = &self.backends[m.index];
+        let holders = ports
+            .iter()
+            .flat_map(|p| p.members.iter().map(|m| m.index).chain(p.sorry));
+        let backend_devices = holders.filter_map(|i| {
+            let be = &self.backends[i];
             Some((be.vip_device.as_ref()?, Role::Backend, &be.name))
         });
         let mut checked: Vec<&IfName> = Vec::new();

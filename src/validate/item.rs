@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use super::{
     CheckedBackend, CheckedBalancer, CheckedDefaults, HostAddrs, MAX_PERSISTENCE, Validator,
 };
-use crate::inventory::{self as raw, Spanned};
+use crate::inventory::{self as raw, Spanned, Value};
 use crate::model::{
-    ArpAnnounce, ArpIgnore, Engine, Health, HttpPath, Name, Output, Scheduler, Separator, Vrrp,
+    ArpAnnounce, ArpIgnore, Engine, Name, Notify, OnFailure, Output, Scheduler, ScriptPath, Separator,
+    Timing, Vrrp,
 };
 use crate::source::Span;
 
@@ -69,74 +70,22 @@ impl Validator {
         {
             out.persistence = u32::try_from(p).expect("range checked");
         }
+        // `defaults.health` is the check of every TCP port that names none,
+        // and its timing the timing of every check that does not say its own.
         if let Some(h) = &d.health
-            && let Some(h) = self.health(h, CTX)
+            && let Ok(check) = self.check(&h.value, h.span, CTX, Timing::DEFAULT)
         {
-            out.health = h;
+            if let Some(check) = &check {
+                out.timing = check.timing;
+            }
+            out.health = check.into_iter().collect();
+        }
+        if let Some(v) = &d.on_failure
+            && let Some(o) = self.keyword(v, "on_failure", CTX, OnFailure::ALL, OnFailure::as_str)
+        {
+            out.on_failure = o;
         }
         out
-    }
-
-    pub(super) fn health(&mut self, h: &Spanned<raw::Health>, ctx: &str) -> Option<Health> {
-        #[derive(Clone, Copy)]
-        enum Kind {
-            Tcp,
-            Http,
-            None,
-        }
-        let kind_text = |k: Kind| match k {
-            Kind::Tcp => "tcp",
-            Kind::Http => "http",
-            Kind::None => "none",
-        };
-        let kind = self.required(
-            h.value.kind.as_ref(),
-            "kind",
-            &format!("{ctx}: health"),
-            h.span,
-        )?;
-        let kind = self.keyword(
-            kind,
-            "health check kind",
-            ctx,
-            &[Kind::Tcp, Kind::Http, Kind::None],
-            kind_text,
-        )?;
-        if let Kind::Http = kind {
-            let path = match &h.value.path {
-                None => Some(HttpPath::parse("/").expect("valid")),
-                Some(p) => self.string(p, "path", ctx).and_then(|s| {
-                    HttpPath::parse(s)
-                        .map_err(|e| self.error(format!("{ctx}: {e}"), p.span))
-                        .ok()
-                }),
-            };
-            let status = match &h.value.status {
-                None => Some(200),
-                Some(s) => self
-                    .int(s, "status", ctx, 100..=599)
-                    .map(|s| u16::try_from(s).expect("range checked")),
-            };
-            return Some(Health::Http {
-                path: path?,
-                status: status?,
-            });
-        }
-        for (field, value) in [("path", &h.value.path), ("status", &h.value.status)] {
-            if let Some(value) = value {
-                self.error(
-                    format!(
-                        "{ctx}: `{field}` belongs to `kind: http` checks, not `kind: {}`",
-                        kind_text(kind)
-                    ),
-                    value.span,
-                );
-            }
-        }
-        Some(match kind {
-            Kind::Tcp => Health::Tcp,
-            Kind::None | Kind::Http => Health::None,
-        })
     }
 
     pub(super) fn balancer(
@@ -210,18 +159,92 @@ impl Validator {
 
     fn vrrp(&mut self, v: &Spanned<raw::Vrrp>, ctx: &str) -> Option<Vrrp> {
         let vctx = format!("{ctx}: vrrp");
+        let raw = &v.value;
         let router_id = self
-            .required(v.value.router_id.as_ref(), "router_id", &vctx, v.span)
+            .required(raw.router_id.as_ref(), "router_id", &vctx, v.span)
             .and_then(|r| self.int(r, "router_id", ctx, 1..=255));
         // 255 is reserved for the router that owns the addresses; keepalived's
         // instances here always start as BACKUP.
-        let priority = match &v.value.priority {
+        let priority = match &raw.priority {
             None => Some(100),
             Some(p) => self.int(p, "priority", ctx, 1..=254),
         };
+        // VRRPv2 carries the interval in 8 bits of seconds; 1 is keepalived's
+        // default and the quickest: a backup takes over after about three
+        // missed advertisements.
+        let advert_int = match &raw.advert_int {
+            None => Some(1),
+            Some(a) => self.int(a, "advert_int", &vctx, 1..=255),
+        };
+        let preempt = match &raw.preempt {
+            None => Some(true),
+            Some(p) => self.boolean(p, "preempt", &vctx),
+        };
+        let preempt_delay = match &raw.preempt_delay {
+            None => Some(0),
+            Some(d) => {
+                if preempt == Some(false) {
+                    self.error(
+                        format!("{vctx}: `preempt_delay` has no meaning with `preempt: false`"),
+                        d.span,
+                    );
+                }
+                self.int(d, "preempt_delay", &vctx, 0..=1000)
+            }
+        };
+        let unicast = match &raw.unicast {
+            None => Some(false),
+            Some(u) => self.boolean(u, "unicast", &vctx),
+        };
+        let path = |this: &mut Self, value: &Value, what: &str| {
+            let s = this.string(value, what, &vctx)?;
+            ScriptPath::parse(s)
+                .map_err(|e| this.error(format!("{vctx}: `{what}`: {e}"), value.span))
+                .ok()
+        };
+        let auth_file = raw.auth_file.as_ref().map(|a| path(self, a, "auth_file"));
+        let mut ok = true;
+        let mut track_interfaces = Vec::new();
+        for item in raw.track_interfaces.iter().flat_map(|l| &l.value.0) {
+            match self.ifname(item, "track_interfaces", &vctx) {
+                Some(i) => track_interfaces.push(i.value),
+                None => ok = false,
+            }
+        }
+        let mut track_scripts = Vec::new();
+        for item in raw.track_scripts.iter().flat_map(|l| &l.value.0) {
+            match path(self, item, "track_scripts") {
+                Some(p) => track_scripts.push(p),
+                None => ok = false,
+            }
+        }
+        let mut notify = Notify::default();
+        if let Some(n) = &raw.notify {
+            for (what, value, slot) in [
+                ("master", &n.value.master, &mut notify.master),
+                ("backup", &n.value.backup, &mut notify.backup),
+                ("fault", &n.value.fault, &mut notify.fault),
+            ] {
+                if let Some(value) = value {
+                    *slot = path(self, value, what);
+                    ok &= slot.is_some();
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
         Some(Vrrp {
             router_id: u8::try_from(router_id?).expect("range checked"),
             priority: u8::try_from(priority?).expect("range checked"),
+            advert_int: u8::try_from(advert_int?).expect("range checked"),
+            preempt: preempt?,
+            preempt_delay: u16::try_from(preempt_delay?).expect("range checked"),
+            auth_file: auth_file.map_or(Some(None), |a| a.map(Some))?,
+            unicast: unicast?,
+            track_interfaces,
+            track_scripts,
+            notify,
         })
     }
 

@@ -6,12 +6,14 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::MAX_PERSISTENCE;
 use super::cluster::{ClusterPass, Role};
+use super::{MAX_PERSISTENCE, Reported};
 use crate::diagnostic::{did_you_mean, shown};
 use crate::engine::Scheduling;
-use crate::inventory::{self as raw, Scalar, Spanned};
-use crate::model::{Engine, HashScheduler, Health, Member, Port, Protocol, Scheduler};
+use crate::inventory::{self as raw, Scalar, Spanned, Value};
+use crate::model::{
+    Check, Engine, HashScheduler, Member, OnFailure, Port, Probe, Protocol, Scheduler,
+};
 use crate::source::Span;
 
 impl ClusterPass<'_, '_> {
@@ -24,37 +26,56 @@ impl ClusterPass<'_, '_> {
         seen: &mut HashMap<(Protocol, u16), Span>,
     ) -> CheckedPort {
         let raw = &p.value;
-        let number = self
-            .v
-            .required(
-                raw.port.as_ref(),
-                "port",
-                &format!("{cluster_ctx}: a port entry"),
-                p.span,
-            )
-            .and_then(|n| self.v.int(n, "port", cluster_ctx, 1..=65535))
-            .map(|n| u16::try_from(n).expect("range checked"));
+        let (number, group) = self.numbers(raw, p.span, cluster_ctx);
         let protocol = match &raw.protocol {
             None => Some(Protocol::Tcp),
             Some(v) => self
                 .v
                 .keyword(v, "protocol", cluster_ctx, Protocol::ALL, Protocol::as_str),
         };
-        let ctx = match (number, protocol) {
-            (Some(n), Some(proto)) => format!("{cluster_ctx}, port {n}/{proto}"),
+        let shown_ports = if group.is_empty() {
+            number.map(|n| n.to_string())
+        } else {
+            Some(
+                group
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            )
+        };
+        let ctx = match (&shown_ports, protocol) {
+            (Some(n), Some(proto)) if group.is_empty() => {
+                format!("{cluster_ctx}, port {n}/{proto}")
+            }
+            (Some(n), Some(proto)) => format!("{cluster_ctx}, ports {n}/{proto}"),
             (Some(n), None) => format!("{cluster_ctx}, port {n}"),
             _ => cluster_ctx.to_owned(),
         };
-        if let (Some(n), Some(proto)) = (number, protocol) {
-            let port_span = raw.port.as_ref().map_or(p.span, |v| v.span);
-            if let Some(first) = seen.get(&(proto, n)) {
-                self.v
-                    .error(format!("{ctx} is listed twice"), port_span)
-                    .notes
-                    .push(("first listed here".to_owned(), *first));
+        if let Some(proto) = protocol {
+            let spans: Vec<(u16, Span)> = if group.is_empty() {
+                number
+                    .map(|n| (n, raw.port.as_ref().map_or(p.span, |v| v.span)))
+                    .into_iter()
+                    .collect()
             } else {
-                seen.insert((proto, n), port_span);
+                let list = raw.ports.as_ref().expect("a group comes from `ports`");
+                group.iter().map(|&n| (n, list.span)).collect()
+            };
+            for (n, span) in spans {
+                if let Some(first) = seen.get(&(proto, n)) {
+                    let what = format!("{cluster_ctx}, port {n}/{proto}");
+                    self.v
+                        .error(format!("{what} is listed twice"), span)
+                        .notes
+                        .push(("first listed here".to_owned(), *first));
+                } else {
+                    seen.insert((proto, n), span);
+                }
             }
+        }
+        if let (Some(first), Some(list)) = (group.first(), &raw.ports) {
+            self.port_group(*first, list.span, &ctx, balancers);
         }
 
         let engines: BTreeSet<Engine> = balancers
@@ -69,7 +90,8 @@ impl ClusterPass<'_, '_> {
                 .int(v, "persistence", &ctx, 0..=MAX_PERSISTENCE)
                 .map(|p| u32::try_from(p).expect("range checked")),
         };
-        let health = self.port_health(raw, &ctx, protocol, &engines);
+        let health = self.port_health(raw, &ctx, number, protocol, &engines);
+        let (on_failure, quorum) = self.failure_policy(raw, &ctx, &engines);
 
         let members = self.members(
             raw,
@@ -80,14 +102,23 @@ impl ClusterPass<'_, '_> {
             &engines,
             ipvs_scheduler,
         );
+        let sorry = self.sorry(raw, &ctx, balancers, address, &engines, &members);
         let port = (|| {
             Some(Port {
                 port: number?,
+                group,
                 protocol: protocol?,
                 ipvs_scheduler: ipvs_scheduler?,
                 hash_scheduler: hash_scheduler?,
                 persistence: persistence?,
                 health: health?,
+                on_failure: on_failure?,
+                quorum: quorum.ok()?,
+                sorry: match sorry {
+                    Sorry::None => None,
+                    Sorry::Backend(i) => Some(self.backends[i].name.clone()),
+                    Sorry::Invalid => return None,
+                },
                 backends: members
                     .iter()
                     .map(|m| Member {
@@ -97,7 +128,141 @@ impl ClusterPass<'_, '_> {
                     .collect(),
             })
         })();
-        CheckedPort { port, members }
+        let sorry = match sorry {
+            Sorry::Backend(i) => Some(i),
+            Sorry::None | Sorry::Invalid => None,
+        };
+        CheckedPort {
+            port,
+            members,
+            sorry,
+        }
+    }
+
+    /// The sorry server: a backend of the segment that is not already one of
+    /// the port's, and an engine that honours it.
+    fn sorry(
+        &mut self,
+        raw: &raw::Port,
+        ctx: &str,
+        balancers: &[(usize, Span)],
+        address: Option<(IpAddr, Span)>,
+        engines: &BTreeSet<Engine>,
+        members: &[CheckedMember],
+    ) -> Sorry {
+        let Some(item) = &raw.sorry else {
+            return Sorry::None;
+        };
+        let Some(index) = self.reference(item, ctx, Role::Backend) else {
+            return Sorry::Invalid;
+        };
+        if members.iter().any(|m| m.index == index) {
+            self.v.error(
+                format!(
+                    "{ctx}: `{}` is already a backend of this port; a sorry server stands in for them all",
+                    self.backends[index].name
+                ),
+                item.span,
+            );
+            return Sorry::Invalid;
+        }
+        if let Some((addr, _)) = address {
+            self.same_segment(ctx, index, item.span, addr, balancers);
+        }
+        if let Some(engine) = engines.iter().find(|e| !e.honours_failure_policy()) {
+            self.v.warning(
+                format!("{ctx}: {engine} balancers do not honour `sorry`; it has no effect there"),
+                item.span,
+            );
+        }
+        Sorry::Backend(index)
+    }
+
+    /// The entry's `port`, or its `ports` (a group of at least two): the
+    /// first port, and the whole group (empty for a single port).
+    fn numbers(&mut self, raw: &raw::Port, parent: Span, ctx: &str) -> (Option<u16>, Vec<u16>) {
+        let number = |this: &mut Self, v: &Value, what: &str| {
+            this.v
+                .int(v, what, ctx, 1..=65535)
+                .map(|n| u16::try_from(n).expect("range checked"))
+        };
+        match (&raw.port, &raw.ports) {
+            (Some(_), Some(list)) => {
+                self.v.error(
+                    format!("{ctx}: a port entry has `port` or `ports`, not both"),
+                    list.span,
+                );
+                (None, Vec::new())
+            }
+            (Some(v), None) => (number(self, v, "port"), Vec::new()),
+            (None, Some(list)) => {
+                let mut group: Vec<u16> = Vec::new();
+                let mut ok = true;
+                for item in &list.value.0 {
+                    match number(self, item, "ports") {
+                        Some(n) if group.contains(&n) => {
+                            ok = false;
+                            self.v.error(
+                                format!("{ctx}: port {n} is listed twice in `ports`"),
+                                item.span,
+                            );
+                        }
+                        Some(n) => group.push(n),
+                        None => ok = false,
+                    }
+                }
+                if ok && group.len() < 2 {
+                    self.v
+                        .error(
+                            format!("{ctx}: `ports` groups several ports into one service, but lists {}", group.len()),
+                            list.span,
+                        )
+                        .help = Some("write one port as `port: N`".to_owned());
+                    ok = false;
+                }
+                if ok {
+                    (group.first().copied(), group)
+                } else {
+                    (None, Vec::new())
+                }
+            }
+            (None, None) => {
+                self.v
+                    .required::<Value>(None, "port", &format!("{ctx}: a port entry"), parent);
+                (None, Vec::new())
+            }
+        }
+    }
+
+    /// A group is one firewall-mark service on IPVS, marked by the first port
+    /// and the cluster id: two groups of a cluster may not start alike, and
+    /// every engine of the cluster must serve groups.
+    fn port_group(&mut self, first: u16, span: Span, ctx: &str, balancers: &[(usize, Span)]) {
+        if let Some(other) = self.groups.get(&first) {
+            self.v
+                .error(
+                    format!("{ctx}: another group of this cluster starts with port {first}; their firewall marks would be the same"),
+                    span,
+                )
+                .notes
+                .push(("that group is here".to_owned(), *other));
+        } else {
+            self.groups.insert(first, span);
+        }
+        for &(i, reference) in balancers {
+            let b = &self.balancers[i];
+            if let Some(engine) = b.engine
+                && !engine.serves_groups()
+            {
+                self.v
+                    .error(
+                        format!("{ctx}: {engine} balancer `{}` cannot serve several ports as one service", b.name),
+                        span,
+                    )
+                    .notes
+                    .push(("the balancer is listed here".to_owned(), reference));
+            }
+        }
     }
 
     /// The port's scheduler for IPVS engines and for nftables.
@@ -164,30 +329,87 @@ impl ClusterPass<'_, '_> {
         (Some(s), Some(hash.unwrap_or(HashScheduler::Flow)))
     }
 
+    /// The port's checks: its own (one, or a list that must all pass), else
+    /// `defaults.health` on a TCP port, else none.
     fn port_health(
         &mut self,
         raw: &raw::Port,
         ctx: &str,
+        number: Option<u16>,
         protocol: Option<Protocol>,
         engines: &BTreeSet<Engine>,
-    ) -> Option<Health> {
+    ) -> Option<Vec<Check>> {
         let Some(h) = &raw.health else {
-            return Some(match protocol {
-                Some(Protocol::Tcp) => self.defaults.health.clone(),
-                _ => Health::None,
-            });
-        };
-        let health = self.v.health(h, ctx)?;
-        if let Some(proto @ (Protocol::Udp | Protocol::Sctp)) = protocol
-            && health != Health::None
-        {
-            self.v.error(
-                    format!("{ctx}: a TCP or HTTP health check cannot probe a {proto} service; use `kind: none`"),
-                    h.span,
+            if protocol != Some(Protocol::Tcp) {
+                return Some(Vec::new());
+            }
+            let checks = self.defaults.health.clone();
+            let plain_http = checks
+                .iter()
+                .any(|c| matches!(&c.probe, Probe::Http(http) if !http.tls));
+            if number == Some(443)
+                && plain_http
+                && let Some(port) = &raw.port
+            {
+                self.v
+                    .warning(
+                        format!("{ctx}: `defaults.health` gives this port a plain HTTP check, which a TLS service fails"),
+                        port.span,
+                    )
+                    .help = Some(
+                    "give the port its own `health`, such as `{ kind: https }` or `{ kind: tcp }`"
+                        .to_owned(),
                 );
+            }
+            return Some(checks);
+        };
+        let timing = self.defaults.timing;
+        let checks: Vec<(Check, Span)> = match &h.value {
+            raw::Checks::One(one) => {
+                let check = self.v.check(one, h.span, ctx, timing).ok()?;
+                check.map(|c| (c, h.span)).into_iter().collect()
+            }
+            raw::Checks::All(list) => {
+                let mut checks = Vec::new();
+                let mut ok = true;
+                for item in &list.0 {
+                    match self.v.check(&item.value, item.span, ctx, timing) {
+                        Ok(Some(check)) => checks.push((check, item.span)),
+                        Ok(None) => {
+                            ok = false;
+                            self.v.error(
+                                format!("{ctx}: `kind: none` cannot be one of several checks; leave the others out instead"),
+                                item.span,
+                            );
+                        }
+                        Err(Reported) => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                checks
+            }
+        };
+
+        let mut ok = true;
+        for (check, span) in &checks {
+            if let Some(proto) = protocol
+                && let Some(problem) = protocol_problem(&check.probe, proto)
+            {
+                ok = false;
+                self.v.error(format!("{ctx}: {problem}"), *span);
+            }
+        }
+        if !ok {
             return None;
         }
-        if !engines.is_empty() && !engines.iter().any(|e| e.checks_health()) {
+        let checking: Vec<Engine> = engines
+            .iter()
+            .copied()
+            .filter(|e| e.checks_health())
+            .collect();
+        if !checks.is_empty() && !engines.is_empty() && checking.is_empty() {
             let unchecked: Vec<&str> = Engine::ALL
                 .iter()
                 .filter(|e| !e.checks_health())
@@ -201,19 +423,60 @@ impl ClusterPass<'_, '_> {
                 h.span,
             );
         }
-        if let Health::Http { path, status } = &health
-            && (path.as_str() != "/" || *status != 200)
-            && let Some(caveat) = engines.iter().find_map(|e| e.http_check_caveat())
-        {
-            self.v.warning(
-                format!(
-                    "{ctx}: {caveat}; it does not check `{} -> {status}`",
-                    path.as_str()
-                ),
-                h.span,
-            );
+        for (check, span) in &checks {
+            for engine in &checking {
+                if !engine.runs(&check.probe) {
+                    ok = false;
+                    self.v.error(
+                        format!(
+                            "{ctx}: {engine} balancers cannot run `kind: {}` checks",
+                            check.probe.kind()
+                        ),
+                        *span,
+                    );
+                } else if let Some(caveat) = engine.check_caveat(check) {
+                    self.v.warning(format!("{ctx}: {caveat}"), *span);
+                }
+            }
         }
-        Some(health)
+        ok.then(|| checks.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// What a balancer does with a backend whose checks fail, and the least
+    /// total weight of healthy backends for the service to be up.
+    fn failure_policy(
+        &mut self,
+        raw: &raw::Port,
+        ctx: &str,
+        engines: &BTreeSet<Engine>,
+    ) -> (Option<OnFailure>, Result<Option<u32>, Reported>) {
+        let on_failure = match &raw.on_failure {
+            None => Some(self.defaults.on_failure),
+            Some(v) => self
+                .v
+                .keyword(v, "on_failure", ctx, OnFailure::ALL, OnFailure::as_str),
+        };
+        let quorum = match &raw.quorum {
+            None => Ok(None),
+            Some(v) => self
+                .v
+                .int(v, "quorum", ctx, 1..=i128::from(u32::MAX))
+                .map(|q| Some(u32::try_from(q).expect("range checked")))
+                .ok_or(Reported),
+        };
+        for (field, value) in [("on_failure", &raw.on_failure), ("quorum", &raw.quorum)] {
+            if let Some(value) = value
+                && let Some(engine) = engines.iter().find(|e| !e.honours_failure_policy())
+            {
+                self.v.warning(
+                    format!(
+                        "{ctx}: {engine} balancers do not honour `{field}`; it has no effect there"
+                    ),
+                    value.span,
+                );
+            }
+        }
+        (on_failure, quorum)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -410,6 +673,8 @@ impl ClusterPass<'_, '_> {
 pub(super) struct CheckedPort {
     pub(super) port: Option<Port>,
     pub(super) members: Vec<CheckedMember>,
+    /// The sorry server: it holds the cluster address too.
+    pub(super) sorry: Option<usize>,
 }
 
 pub(super) struct CheckedMember {
@@ -417,4 +682,34 @@ pub(super) struct CheckedMember {
     /// The reference, or the weight once one is given.
     span: Span,
     weight: u16,
+}
+
+/// Why a check cannot probe a service of this protocol, if it cannot.
+fn protocol_problem(probe: &Probe, protocol: Protocol) -> Option<String> {
+    let fits = match probe {
+        Probe::Tcp | Probe::Http(_) => protocol == Protocol::Tcp,
+        Probe::Udp => protocol == Protocol::Udp,
+        // DNS servers answer on UDP whatever else they serve.
+        Probe::Dns { .. } => protocol != Protocol::Sctp,
+        Probe::Script { .. } => true,
+    };
+    (!fits).then(|| {
+        format!(
+            "a `kind: {}` check cannot probe a {protocol} service; use {}",
+            probe.kind(),
+            match protocol {
+                Protocol::Tcp => "`kind: tcp`, `http`, `https`, `dns` or `script`",
+                Protocol::Udp => "`kind: udp`, `dns`, `script` or `none`",
+                Protocol::Sctp => "`kind: script` or `none`",
+            }
+        )
+    })
+}
+
+/// A port's sorry server, as far as validation got.
+enum Sorry {
+    None,
+    Backend(usize),
+    /// Reported.
+    Invalid,
 }

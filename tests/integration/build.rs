@@ -31,6 +31,14 @@ fn valid_fixtures_build_their_golden_trees() {
             continue;
         }
         let golden_dir = Path::new("golden/build").join(&stem);
+        // A fixture and an example of one name would share, and fight over,
+        // one golden folder.
+        assert!(
+            !wanted.contains(&golden_dir),
+            "{}: another fixture or example already has the golden folder {}",
+            fixture.display(),
+            golden_dir.display()
+        );
         golden_tree(&golden_dir, out.path(), &mut failures);
         wanted.push(golden_dir);
     }

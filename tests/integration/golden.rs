@@ -178,6 +178,44 @@ fn invalid_fixtures_cover_every_rule() {
             "`dispatcher` settings are for dispatcher balancers only",
         ),
         ("health on UDP", "cannot probe a udp service"),
+        (
+            "UDP check on TCP",
+            "a `kind: udp` check cannot probe a tcp service",
+        ),
+        (
+            "`!` in a check path",
+            "which keepalived reads as the start of a comment",
+        ),
+        (
+            "check an engine cannot run",
+            "dispatcher balancers cannot run `kind: udp` checks",
+        ),
+        (
+            "none among several checks",
+            "`kind: none` cannot be one of several checks",
+        ),
+        ("digest", "`digest` must be the MD5 digest"),
+        ("on_failure", "unknown on_failure `quiesce`"),
+        (
+            "check timing range",
+            "`interval` must be an integer from 1 to 3600",
+        ),
+        (
+            "a group of one port",
+            "groups several ports into one service, but lists 1",
+        ),
+        (
+            "port and ports",
+            "a port entry has `port` or `ports`, not both",
+        ),
+        (
+            "groups with one mark",
+            "their firewall marks would be the same",
+        ),
+        (
+            "group on an engine without marks",
+            "cannot serve several ports as one service",
+        ),
         ("quoted number", "found string `80`"),
         ("YAML 1.1 boolean", "unknown engine `yes`"),
     ];

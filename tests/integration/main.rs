@@ -15,3 +15,4 @@ mod hostile;
 mod properties;
 mod support;
 pub mod system;
+mod uml;

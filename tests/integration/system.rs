@@ -498,13 +498,30 @@ fn keepalived_accepts_every_generated_configuration() {
         // A missing or empty file also gives rc 0.
         let size = std::fs::metadata(file).expect("stat").len();
         assert!(size > 0, "{}: empty", file.display());
+        // What a configuration names but dsrgen does not write (an
+        // authentication include, the programs keepalived runs, tracked
+        // interfaces) is made here, in this mount namespace's own
+        // /etc/keepalived: the fixtures keep such files there.
         let run = in_namespace(
             &format!(
-                "ip link add {interface} type veth peer name peer0
-                 keepalived -t -f {}",
-                file.display()
+                r#"ip link add {interface} type veth peer name peer0
+                 mount -t tmpfs -o mode=0755 tmpfs /etc/keepalived
+                 sed -n 's/^ *include //p' {f} | while read -r p; do
+                     case $p in /etc/keepalived/*) ;; *) echo "include outside /etc/keepalived: $p"; exit 3 ;; esac
+                     printf 'authentication {{\n    auth_type PASS\n    auth_pass secret\n}}\n' > "$p"
+                 done
+                 sed -n -e 's/^ *script "\(.*\)"$/\1/p' -e 's/^ *notify_[a-z]* //p' {f} | while read -r p; do
+                     case $p in /etc/keepalived/*) ;; *) echo "program outside /etc/keepalived: $p"; exit 4 ;; esac
+                     printf '#!/bin/sh\nexit 0\n' > "$p"
+                     chmod 755 "$p"
+                 done
+                 awk '/track_interface {{/ {{ t = 1; next }} t && /}}/ {{ t = 0 }} t {{ print $1 }}' {f} | while read -r i; do
+                     ip link add "$i" type veth peer name "p-$i"
+                 done
+                 keepalived -t -f {f}"#,
+                f = file.display()
             ),
-            false,
+            true,
         );
         assert_success(
             &format!("{fixture}: keepalived -t -f {}", file.display()),
@@ -588,4 +605,72 @@ fn direct_server_return_works_end_to_end() {
         "end to end: {took:?}\n{}",
         String::from_utf8_lossy(&run.stdout)
     );
+}
+
+/// The firewall marks of port groups: checked, loaded, and loaded again over
+/// themselves, in a namespace of their own.
+#[test]
+fn nft_accepts_every_generated_marks_file_and_reloads_it_atomically() {
+    if !can_run("nft -c", &["nft", "unshare"]) {
+        return;
+    }
+    let built = balancer_files("etc/nftables.d/dsrgen-marks.nft");
+    let files = BalancerFiles::flat(&built);
+    assert!(files.len() >= 2, "only {} marks files", files.len());
+    for (fixture, _, file) in files {
+        let f = file.display();
+        let run = in_namespace(
+            &format!(
+                "nft -c -f {f}
+                 nft -f {f}
+                 nft -f {f}
+                 nft list table inet dsrgen_marks | grep -q 'meta mark set'"
+            ),
+            false,
+        );
+        assert_success(&format!("{fixture}: nft -c -f, nft -f twice: {f}"), &run);
+    }
+}
+
+/// The marks file marks exactly a group's packets: in a namespace holding
+/// the cluster addresses, with a counter after the marks chain for each port
+/// (marked for the group's ports, unmarked for the single port 8080 of the
+/// same cluster), a connection attempt to each port counts where it must.
+#[test]
+fn the_marks_file_marks_the_packets_of_its_port_groups() {
+    if !can_run("nft marks", &["nft", "unshare", "ip", "curl"]) {
+        return;
+    }
+    let out = built("fixtures/valid/port-groups.yaml");
+    let marks = out.join("hosts/lb1/etc/nftables.d/dsrgen-marks.nft");
+    let run = in_namespace(
+        &format!(
+            "ip link set lo up
+             ip addr add 192.0.2.181/32 dev lo
+             ip addr add 2001:db8::181/128 dev lo
+             nft -f {marks}
+             nft add table inet seen
+             nft add chain inet seen c '{{ type filter hook prerouting priority 0; }}'
+             nft add rule inet seen c ip daddr 192.0.2.181 tcp dport 80 meta mark 65616 counter
+             nft add rule inet seen c ip daddr 192.0.2.181 tcp dport 443 meta mark 65616 counter
+             nft add rule inet seen c ip daddr 192.0.2.181 tcp dport 8080 meta mark 0 counter
+             nft add rule inet seen c ip6 daddr 2001:db8::181 tcp dport 443 meta mark 131152 counter
+             for url in http://192.0.2.181:80/ http://192.0.2.181:443/ http://192.0.2.181:8080/ 'http://[2001:db8::181]:443/'; do
+                 curl --noproxy '*' -s --max-time 1 \"$url\" || true
+             done
+             nft list chain inet seen c",
+            marks = marks.display()
+        ),
+        false,
+    );
+    assert_success("marks in a namespace", &run);
+    let listed = String::from_utf8_lossy(&run.stdout);
+    let counted: Vec<&str> = listed.lines().filter(|l| l.contains("counter")).collect();
+    assert_eq!(counted.len(), 4, "{listed}");
+    for line in counted {
+        assert!(
+            !line.contains("packets 0 "),
+            "a rule saw no packet marked as it should be:\n{listed}"
+        );
+    }
 }

@@ -34,6 +34,7 @@ class dsrgen (
     'systemctl daemon-reload',
     '/usr/local/sbin/dsrgen-vips up',
     'networkctl reload',
+    'nft -f /etc/nftables.d/dsrgen-marks.nft',
     'systemctl reload keepalived',
     'ipvsadm-restore < /etc/ipvsadm.rules',
     'nft -f /etc/nftables.d/dsrgen.nft',
