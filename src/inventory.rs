@@ -315,6 +315,8 @@ pub struct Vrrp {
     pub track_interfaces: Option<Spanned<List<Scalar>>>,
     pub track_scripts: Option<Spanned<List<Scalar>>>,
     pub notify: Option<Spanned<Notify>>,
+    pub sync_interface: Option<Value>,
+    pub sync_id: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]

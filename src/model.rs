@@ -461,10 +461,7 @@ pub struct ScriptPath(String);
 impl ScriptPath {
     pub fn parse(s: &str) -> Result<Self, String> {
         if !s.starts_with('/') {
-            return Err(format!(
-                "program `{}` must be an absolute path",
-                shown(s)
-            ));
+            return Err(format!("program `{}` must be an absolute path", shown(s)));
         }
         if let Some(bad) = s
             .chars()
@@ -549,6 +546,9 @@ pub struct Vrrp {
     /// FAULT, two successes take it out.
     pub track_scripts: Vec<ScriptPath>,
     pub notify: Notify,
+    /// IPVS connection sync between the peers: the interface its multicast
+    /// goes out of, and the sync id that keeps pairs apart.
+    pub sync: Option<(IfName, u8)>,
 }
 
 /// Programs keepalived runs when the instance changes state.

@@ -16,7 +16,7 @@ pub struct KeepalivedContext {
     /// Whether keepalived runs programs (checks, tracking, notification):
     /// they then run as root, with keepalived's script security on.
     pub scripts: bool,
-    pub vrrp: Option<VrrpContext>,
+    pub vrrp: Option<Box<VrrpContext>>,
     pub services: Vec<KeepalivedService>,
 }
 
@@ -40,6 +40,8 @@ pub struct VrrpContext {
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_fault: Option<String>,
+    /// `lvs_sync_daemon`: the interface and the sync id.
+    pub sync: Option<(IfName, u8)>,
     /// `virtual_ipaddress` lines: one address family per VRRP instance.
     pub addresses: Vec<String>,
     /// `virtual_ipaddress_excluded` lines: the other family.
@@ -183,7 +185,10 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                 .iter()
                 .filter(|&(name, other)| {
                     name != b.name
-                        && other.vrrp.as_ref().is_some_and(|o| o.router_id == v.router_id)
+                        && other
+                            .vrrp
+                            .as_ref()
+                            .is_some_and(|o| o.router_id == v.router_id)
                         && other.clusters.iter().any(|c| balancer.clusters.contains(c))
                 })
                 .filter_map(|(_, other)| own(other))
@@ -192,7 +197,7 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             Vec::new()
         };
         let path = |p: &Option<crate::model::ScriptPath>| p.as_ref().map(|p| p.as_str().to_owned());
-        VrrpContext {
+        Box::new(VrrpContext {
             name: format!("VI_{}", v.router_id),
             interface: interface.clone(),
             router_id: v.router_id,
@@ -213,9 +218,10 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             notify_master: path(&v.notify.master),
             notify_backup: path(&v.notify.backup),
             notify_fault: path(&v.notify.fault),
+            sync: v.sync.clone(),
             addresses,
             excluded,
-        }
+        })
     });
     // keepalived refuses a virtual_server without a real_server (a port with
     // no backends, which validation warns about): leave it out.

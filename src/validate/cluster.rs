@@ -549,7 +549,18 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 ("unicast", v.unicast.to_string()),
                 (
                     "auth_file",
-                    if v.auth_file.is_some() { "given" } else { "not given" }.to_owned(),
+                    if v.auth_file.is_some() {
+                        "given"
+                    } else {
+                        "not given"
+                    }
+                    .to_owned(),
+                ),
+                (
+                    "sync_id",
+                    v.sync
+                        .as_ref()
+                        .map_or_else(|| "no sync".to_owned(), |(_, id)| id.to_string()),
                 ),
             ]
         };

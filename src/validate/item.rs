@@ -9,8 +9,8 @@ use super::{
 };
 use crate::inventory::{self as raw, Spanned, Value};
 use crate::model::{
-    ArpAnnounce, ArpIgnore, Engine, Name, Notify, OnFailure, Output, Scheduler, ScriptPath, Separator,
-    Timing, Vrrp,
+    ArpAnnounce, ArpIgnore, Engine, Name, Notify, OnFailure, Output, Scheduler, ScriptPath,
+    Separator, Timing, Vrrp,
 };
 use crate::source::Span;
 
@@ -231,6 +231,25 @@ impl Validator {
                 }
             }
         }
+        let sync_interface = raw
+            .sync_interface
+            .as_ref()
+            .map(|i| self.ifname(i, "sync_interface", &vctx));
+        let sync_id = match (&raw.sync_id, &raw.sync_interface) {
+            (Some(v), None) => {
+                self.error(
+                    format!("{vctx}: `sync_id` needs `sync_interface`, where the sync daemon runs"),
+                    v.span,
+                );
+                None
+            }
+            (Some(v), Some(_)) => self.int(v, "sync_id", &vctx, 0..=255),
+            (None, _) => router_id,
+        };
+        let sync = match sync_interface {
+            None => None,
+            Some(i) => Some((i?.value, u8::try_from(sync_id?).expect("range checked"))),
+        };
         if !ok {
             return None;
         }
@@ -245,6 +264,7 @@ impl Validator {
             track_interfaces,
             track_scripts,
             notify,
+            sync,
         })
     }
 

@@ -173,6 +173,23 @@ fn keepalived_vrrp_fails_over_and_back_by_priority() {
     run("vrrp", &[("tests/uml/fixtures/vrrp.yaml", "vrrp")]);
 }
 
+/// VRRP by unicast with multicast dropped, an authentication include a
+/// director with the wrong password cannot get past, and no preemption.
+#[test]
+fn keepalived_vrrp_unicast_authentication_and_nopreempt() {
+    run(
+        "vrrp-options",
+        &[("tests/uml/fixtures/vrrp-options.yaml", "vrrp-options")],
+    );
+}
+
+/// IPVS connection sync: connections opened through the MASTER keep working
+/// through the BACKUP after a failover.
+#[test]
+fn keepalived_connection_sync_keeps_connections_across_failover() {
+    run("sync", &[("tests/uml/fixtures/sync.yaml", "sync")]);
+}
+
 /// keepalived's TCP checks take a dead backend out and put it back, and a
 /// drained backend (weight 0, applied by a reload) gets no new connection
 /// while one opened before keeps working.

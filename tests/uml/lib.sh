@@ -53,6 +53,7 @@ address_of() {
 	client) echo 198.51.100.100 ;;
 	lb1) echo 198.51.100.2 ;;
 	lb2) echo 198.51.100.3 ;;
+	lb3) echo 198.51.100.4 ;;
 	web1) echo 198.51.100.11 ;;
 	web2) echo 198.51.100.12 ;;
 	web3) echo 198.51.100.13 ;;
@@ -64,6 +65,7 @@ mac_of() {
 	client) echo 02:00:00:00:00:99 ;;
 	lb1) echo 02:00:00:00:00:02 ;;
 	lb2) echo 02:00:00:00:00:03 ;;
+	lb3) echo 02:00:00:00:00:04 ;;
 	web1) echo 02:00:00:00:00:11 ;;
 	web2) echo 02:00:00:00:00:12 ;;
 	web3) echo 02:00:00:00:00:13 ;;
@@ -183,6 +185,18 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), handler).serve_forever()
 stop_web() {
 	kill "$(cat "$WORK/web-$1.pid")"
 	wait_for 5 not ip netns exec "$1" curl --noproxy '*' -s --max-time 1 http://127.0.0.1/
+}
+
+# wait_for_quietly SECONDS COMMAND...: as wait_for, but only says whether
+# COMMAND succeeded in time.
+wait_for_quietly() {
+	limit=$1
+	shift
+	deadline=$(($(now_ms) + limit * 1000))
+	until "$@" >/dev/null 2>&1; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
 }
 
 not() {
