@@ -315,7 +315,9 @@ pub struct Vrrp {
     pub track_interfaces: Option<Spanned<List<Scalar>>>,
     pub track_scripts: Option<Spanned<List<Scalar>>>,
     pub notify: Option<Spanned<Notify>>,
+    #[serde(default, deserialize_with = "present")]
     pub sync_interface: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub sync_id: Option<Value>,
 }
 
