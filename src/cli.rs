@@ -46,6 +46,11 @@ pub enum Command {
         /// if anything would, 0 if the folder is up to date.
         #[arg(long)]
         check: bool,
+        /// Go on without a usable `manifest.json`: take over the files that
+        /// already match the build, and prune nothing. Files that differ are
+        /// still in the way.
+        #[arg(long)]
+        adopt: bool,
         /// Also write every file's template and context, one JSON object a
         /// line, for the benchmark's reference renderer.
         #[arg(long, value_name = "FILE", hide = true)]

@@ -1,4 +1,7 @@
 //! Unified diffs for `build --check`, in the shape `git diff` prints them.
+//! Files on disk may hold anything: control characters in them are escaped,
+//! as the diagnostics escape them, so that a diff never drives the reviewer's
+//! terminal.
 
 use similar::TextDiff;
 
@@ -15,12 +18,36 @@ pub fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
     ) else {
         return format!("Binary files {from} and {to} differ\n");
     };
-    let diff = TextDiff::from_lines(old_text, new_text);
+    let (old_text, new_text) = (escape(old_text), escape(new_text));
+    let diff = TextDiff::from_lines(&old_text, &new_text);
     let mut out = format!("--- {from}\n+++ {to}\n");
     for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
         out.push_str(&hunk.to_string());
     }
     out
+}
+
+/// `text` with every control character but line feed and tab written as its
+/// Rust escape (`\u{1b}`, `\r`), and so are the bidirectional overrides that
+/// reorder what a terminal shows.
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            if unsafe_char(c) {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+            out
+        })
+        .into()
 }
 
 /// The note for a file whose content is right but whose mode is not.
@@ -53,6 +80,18 @@ mod tests {
         assert_eq!(
             unified("f", Some(b"\xff"), Some(b"x\n")),
             "Binary files a/f and b/f differ\n"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            unified(
+                "f",
+                Some(b"a\x1b[2J\r\n"),
+                Some("a\tb\u{202e}\n".as_bytes())
+            ),
+            "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\\u{1b}[2J\\r\n+a\tb\\u{202e}\n"
         );
     }
 }

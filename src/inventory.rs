@@ -186,6 +186,7 @@ pub type Value = Spanned<Scalar>;
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Inventory {
+    #[serde(default, deserialize_with = "present")]
     pub version: Option<Value>,
     pub defaults: Option<Spanned<Defaults>>,
     pub balancers: Option<Spanned<Entries<Spanned<Balancer>>>>,
@@ -196,31 +197,50 @@ pub struct Inventory {
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
+    #[serde(default, deserialize_with = "present")]
     pub arp_ignore: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub arp_announce: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub vip_device: Option<Value>,
     pub outputs: Option<Spanned<List<Scalar>>>,
+    #[serde(default, deserialize_with = "present")]
     pub scheduler: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub persistence: Option<Value>,
     pub health: Option<Spanned<Health>>,
+    #[serde(default, deserialize_with = "present")]
     pub on_failure: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
+    #[serde(default, deserialize_with = "present")]
     pub kind: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub path: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub status: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub host: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub expect: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub digest: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub port: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub script: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub interval: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub timeout: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub retries: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_delay: Option<Value>,
 }
 
@@ -263,9 +283,13 @@ impl<'de> Deserialize<'de> for Checks {
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Balancer {
+    #[serde(default, deserialize_with = "present")]
     pub engine: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub interface: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub address: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub address6: Option<Value>,
     pub vrrp: Option<Spanned<Vrrp>>,
     pub dispatcher: Option<Spanned<Dispatcher>>,
@@ -274,17 +298,26 @@ pub struct Balancer {
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vrrp {
+    #[serde(default, deserialize_with = "present")]
     pub router_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub priority: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub advert_int: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub preempt: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub preempt_delay: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub auth_file: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub unicast: Option<Value>,
     pub track_interfaces: Option<Spanned<List<Scalar>>>,
     pub track_scripts: Option<Spanned<List<Scalar>>>,
     pub notify: Option<Spanned<Notify>>,
+    #[serde(default, deserialize_with = "present")]
     pub sync_interface: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub sync_id: Option<Value>,
     pub active_active: Option<Value>,
 }
@@ -292,30 +325,40 @@ pub struct Vrrp {
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Notify {
+    #[serde(default, deserialize_with = "present")]
     pub master: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub backup: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub fault: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dispatcher {
+    #[serde(default, deserialize_with = "present")]
     pub separator: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
+    #[serde(default, deserialize_with = "present")]
     pub interface: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub address: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub address6: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub vip_device: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
+    #[serde(default, deserialize_with = "present")]
     pub id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub address: Option<Value>,
     pub balancers: Option<Spanned<List<Scalar>>>,
     pub ports: Option<Spanned<List<Port>>>,
@@ -324,17 +367,30 @@ pub struct Cluster {
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Port {
+    #[serde(default, deserialize_with = "present")]
     pub port: Option<Value>,
     pub ports: Option<Spanned<List<Scalar>>>,
+    #[serde(default, deserialize_with = "present")]
     pub protocol: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub scheduler: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub persistence: Option<Value>,
     pub health: Option<Spanned<Checks>>,
+    #[serde(default, deserialize_with = "present")]
     pub on_failure: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub quorum: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub sorry: Option<Value>,
     pub backends: Option<Spanned<List<Scalar>>>,
     pub weights: Option<Spanned<Entries<Value>>>,
+}
+
+/// A field that is present, even as null: `port: ~` is then an empty value,
+/// reported as such, not a missing field.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// Read and parse an inventory file. Every failure is one diagnostic; a file
@@ -410,11 +466,65 @@ pub fn parse_in_parts(source: &Source, parts: usize) -> Result<Inventory, Diagno
         return Err(Diagnostic::error("the inventory is empty", Span::at(0))
             .help("an inventory is a mapping that starts with `version: 1`"));
     }
+    if let Some(diagnostic) = repeated_merge_key(source.text()) {
+        return Err(diagnostic);
+    }
     if let Some(inventory) = parts::parse(source.text(), parts) {
         return Ok(inventory);
     }
     serde_saphyr::from_str_with_options::<Inventory>(source.text(), options(1))
         .map_err(|e| error_diagnostic(source, &e))
+}
+
+/// A block mapping that gives the merge key `<<` twice. The parser keeps the
+/// first and drops the second without a word, where every other repeated key
+/// is an error. Found by indentation, line by line: a `<<` key belongs to the
+/// mapping whose keys start at its column, until a line starts left of it.
+fn repeated_merge_key(text: &str) -> Option<Diagnostic> {
+    if !text.contains("<<") {
+        return None;
+    }
+    // Columns of the open mappings that have a `<<` key, with its offset.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let body = line.trim_start_matches(' ');
+        if body.trim().is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let mut column = line.len() - body.len();
+        open.retain(|&(c, _)| c <= column);
+        // `- ` opens a mapping inside a list item, further right.
+        let mut key = body;
+        while let Some(rest) = key.strip_prefix('-').filter(|r| r.starts_with(' ')) {
+            let trimmed = rest.trim_start_matches(' ');
+            column += 1 + rest.len() - trimmed.len();
+            key = trimmed;
+        }
+        let is_merge = key
+            .strip_prefix("<<")
+            .is_some_and(|r| r.trim_start_matches(' ').starts_with(':'));
+        if !is_merge {
+            continue;
+        }
+        let at = start + column;
+        if let Some(&(_, first)) = open.iter().find(|&&(c, _)| c == column) {
+            let mut diagnostic = Diagnostic::error(
+                "duplicate key `<<`: YAML would merge only the first of these and ignore this one",
+                Span::new(at, at + 2),
+            )
+            .help("merge several anchors with one key: `<<: [*first, *second]`");
+            diagnostic.notes.push((
+                "the first `<<` is here".to_owned(),
+                Span::new(first, first + 2),
+            ));
+            return Some(diagnostic);
+        }
+        open.push((column, at));
+    }
+    None
 }
 
 /// The parser's options for one of `parts` parts of an inventory. Every limit
@@ -438,6 +548,9 @@ fn options(parts: usize) -> serde_saphyr::Options {
             max_total_replayed_events: 500_000,
         },
         strict_booleans: true,
+        // `0120` is octal in YAML 1.1 and decimal in 1.2: kept as written, so
+        // that validation refuses it as ambiguous instead of guessing.
+        leading_zero_numbers_as_strings: true,
         // Tags have no place in an inventory: unknown ones are refused, and
         // `!!binary` is not decoded, so that what a reviewer reads is what
         // dsrgen checks.
@@ -460,6 +573,11 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
     use serde_saphyr::Error as E;
 
     let location = error.location();
+    // Where the alias (or merge) that replayed the failing node was used.
+    let used_at = match error {
+        E::AliasError { locations, .. } => Some(locations.reference_location),
+        _ => None,
+    };
     // Errors met while replaying an alias come wrapped; the wording is inside.
     let mut error = error;
     while let E::AliasError { error: inner, .. } | E::WithSnippet { error: inner, .. } = error {
@@ -490,6 +608,10 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
                 .to_owned()
         }
         E::NonFiniteFloat { .. } => "`.inf` and `.nan` are not values dsrgen accepts".to_owned(),
+        E::RecursiveReferencesRequireWeakTypes { .. } => {
+            "this alias refers to a node that contains it: an inventory cannot hold a structure that contains itself"
+                .to_owned()
+        }
         E::UnsupportedTag { .. } => {
             "YAML tags (`!...`) have no meaning in an inventory; remove it".to_owned()
         }
@@ -511,7 +633,75 @@ fn error_diagnostic(source: &Source, error: &serde_saphyr::Error) -> Diagnostic 
         .or_else(|| error.location())
         .filter(|l| *l != Location::UNKNOWN)
         .map_or(Span::at(0), |l| location_span(source, l));
-    Diagnostic::error(message, span)
+    let mut diagnostic = Diagnostic::error(message, span);
+    let used = used_at
+        .filter(|l| *l != Location::UNKNOWN)
+        .map(|l| location_span(source, l))
+        .filter(|&used| used != span);
+    // A merge replays its anchor's keys where they fail: say where it merged.
+    let merges = match (used, error) {
+        (Some(used), _) => vec![used],
+        (None, E::SerdeUnknownField { .. }) => {
+            merges_of_enclosing_anchor(source.text(), span.start)
+        }
+        (None, _) => Vec::new(),
+    };
+    for merge in merges {
+        diagnostic
+            .notes
+            .push(("the anchor is merged here".to_owned(), merge));
+    }
+    diagnostic
+}
+
+/// The aliases in merge keys (`<<: *name`) of the nearest anchor above the
+/// block line holding `offset`, found by indentation.
+fn merges_of_enclosing_anchor(text: &str, offset: usize) -> Vec<Span> {
+    let indent = |line: &str| line.len() - line.trim_start_matches(' ').len();
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let mut column = offset - line_start;
+    let mut anchor = None;
+    for line in text[..line_start].lines().rev() {
+        let body = line.trim_start_matches(' ');
+        if body.is_empty() || body.starts_with('#') || indent(line) >= column {
+            continue;
+        }
+        column = indent(line);
+        if let Some((_, value)) = body.split_once(':')
+            && let Some(name) = value.trim_start().strip_prefix('&')
+        {
+            let name: String = name.chars().take_while(|c| !c.is_whitespace()).collect();
+            anchor = Some(format!("*{name}"));
+            break;
+        }
+        if column == 0 {
+            break;
+        }
+    }
+    let Some(alias) = anchor else {
+        return Vec::new();
+    };
+    let mut merges = Vec::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start_matches([' ', '-']);
+        if body.starts_with("<<") {
+            for (i, _) in line.match_indices(&alias) {
+                let end = i + alias.len();
+                let whole = line[end..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c.is_whitespace() || c == ',' || c == ']');
+                if whole {
+                    merges.push(Span::new(start + i, start + end));
+                }
+            }
+        }
+        start += line.len();
+    }
+    merges
 }
 
 const ALIAS_BOMB: &str = "the inventory's aliases expand to too much data (an alias bomb?)";

@@ -14,6 +14,9 @@ use crate::plan::PlannedFile;
 
 pub const FILE_NAME: &str = "manifest.json";
 pub const FILE_MODE: u32 = 0o644;
+/// The manifest's mode while a build is under way: one that is found with it
+/// was left by a build killed before it finished.
+pub const INTENT_MODE: u32 = 0o600;
 pub const FORMAT: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,15 +80,18 @@ impl Manifest {
         json
     }
 
-    /// This manifest with the entries of `older` that it does not list, sorted:
-    /// what a folder may hold while a build goes from one to the other.
+    /// The manifest of intent, from `older` (the entries of the manifest
+    /// in the folder) to this one: every entry of `older`, with the digest of
+    /// what its file holds until it is rewritten, and the entries of this one
+    /// it does not list, sorted. It owns whatever the folder may hold while
+    /// the build goes from one to the other.
     #[must_use]
-    pub fn union(&self, older: &[Entry]) -> Manifest {
-        let mut files = self.files.clone();
+    pub fn intent(&self, older: &[Entry]) -> Manifest {
         let listed: std::collections::HashSet<String> =
-            files.iter().map(Entry::tree_path).collect();
+            older.iter().map(Entry::tree_path).collect();
+        let mut files = older.to_vec();
         files.extend(
-            older
+            self.files
                 .iter()
                 .filter(|e| !listed.contains(&e.tree_path()))
                 .cloned(),
@@ -99,7 +105,8 @@ impl Manifest {
     }
 
     /// Read a previous build's manifest. Entries whose path could lead outside
-    /// `hosts/<host>/` are dropped with a warning: dsrgen never prunes there.
+    /// `hosts/<host>/` are dropped with a warning: dsrgen never prunes there;
+    /// so is a second entry for one path.
     pub fn parse(text: &str) -> Result<(Self, Vec<String>), String> {
         let mut manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if manifest.format != FORMAT {
@@ -109,6 +116,7 @@ impl Manifest {
             ));
         }
         let mut warnings = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         manifest.files.retain(|entry| {
             let safe = Name::parse(&entry.host).is_ok() && is_plain_relative(&entry.path);
             if !safe {
@@ -117,8 +125,17 @@ impl Manifest {
                     shown(&entry.path),
                     shown(&entry.host)
                 ));
+                return false;
             }
-            safe
+            let first = seen.insert(entry.tree_path());
+            if !first {
+                warnings.push(format!(
+                    "{FILE_NAME} lists `{}` for host `{}` twice; using the first",
+                    shown(&entry.path),
+                    shown(&entry.host)
+                ));
+            }
+            first
         });
         Ok((manifest, warnings))
     }

@@ -1,13 +1,19 @@
 //! The output folder: compare the planned tree with it, then write what changed,
 //! each file atomically and the manifest last, and prune what the previous
 //! manifest owned and the new build no longer generates. A file dsrgen did not
-//! write is never replaced or removed.
+//! write is never replaced or removed, and nothing outside the folder is ever
+//! reached: every path is resolved beneath the folder's open handle without
+//! following links (see [`beneath`]).
+
+mod beneath;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read as _, Seek as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::io;
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use beneath::{Cursor, Folder, Found};
 
 use crate::manifest::{self, Manifest};
 
@@ -29,6 +35,8 @@ pub struct Previous {
     /// In manifest order: what pruning walks, and what the manifest of intent
     /// keeps (see [`apply`]).
     entries: Vec<manifest::Entry>,
+    /// The manifest as found, with its mode; `None` when there is none.
+    found: Option<(Vec<u8>, u32)>,
 }
 
 /// How one planned file differs from the folder.
@@ -64,14 +72,22 @@ pub struct Survey {
     pub removals: Vec<Removal>,
     /// Files in the way that dsrgen did not write: the build must not proceed.
     pub conflicts: Vec<String>,
-    /// Temporary files of an interrupted build, to remove.
-    pub stale: Vec<PathBuf>,
+    /// The previous build was killed before it finished.
+    pub interrupted: bool,
+    /// Temporary files of an interrupted build, to remove (tree paths).
+    pub stale: Vec<String>,
+    /// Folders of files the previous manifest lists that are gone already:
+    /// removed where they are left empty.
+    pub vacated: Vec<String>,
     pub warnings: Vec<String>,
 }
 
 impl Survey {
     pub fn is_up_to_date(&self) -> bool {
-        self.changes.is_empty() && self.manifest.is_none() && self.removals.is_empty()
+        self.changes.is_empty()
+            && self.manifest.is_none()
+            && self.removals.is_empty()
+            && self.stale.is_empty()
     }
 }
 
@@ -103,106 +119,117 @@ fn io_error<'p>(path: &'p Path, action: &'static str) -> impl FnOnce(io::Error) 
     }
 }
 
-/// The name of the lock file in the output folder. It also records whether a
-/// build was under way: a build killed half-way leaves it non-empty, and the
-/// next one then sweeps the temporary files it left.
-pub const LOCK_FILE: &str = ".dsrgen.lock";
-
-/// A build's hold on the output folder: an exclusive lock for `build`, a
-/// shared one for `--check`, so that two builds never interleave and a check
-/// never reads a half-applied tree. Released when dropped.
-#[derive(Debug)]
-pub struct Lock {
-    file: Option<fs::File>,
-    /// The previous build did not finish.
-    pub interrupted: bool,
+/// The failure of a folder of the tree (relative to `out`).
+fn folder_error(out: &Path, action: &'static str) -> impl FnOnce(beneath::FolderError) -> IoError {
+    move |(at, source)| IoError {
+        path: out.join(at),
+        action,
+        source,
+    }
 }
 
-impl Lock {
-    /// Mark the folder as being written, until [`Lock::finish`].
-    fn begin(&mut self) -> io::Result<()> {
-        if let Some(file) = &mut self.file {
-            file.set_len(0)?;
-            file.rewind()?;
-            file.write_all(b"a build is under way, or was killed\n")?;
-        }
-        Ok(())
-    }
+/// A tree path split into its folder and its name.
+fn split(tree_path: &str) -> (&str, &str) {
+    tree_path.rsplit_once('/').unwrap_or(("", tree_path))
+}
 
-    fn finish(&mut self) -> io::Result<()> {
-        if let Some(file) = &mut self.file {
-            file.set_len(0)?;
-        }
-        Ok(())
-    }
+/// The most a file dsrgen reads from the folder may hold, the manifest
+/// included: far more than any it writes (a manifest entry is about 250
+/// bytes), far less than a device or a runaway file could feed it.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A build's hold on the output folder: its open handle, through which every
+/// path in it is reached, locked (with `flock`) exclusively for `build` and
+/// shared for `--check`, so that two builds never interleave and a check never
+/// reads a half-applied tree. No file marks the lock: it goes with the handle
+/// when the process ends, however it ends.
+#[derive(Debug)]
+pub struct Lock {
+    /// `None` for `--check` of a folder that does not exist.
+    root: Option<OwnedFd>,
 }
 
 /// Refuse an output folder that is a symbolic link or not a folder, create it
-/// for a build, and take the lock: waiting while another build holds it.
+/// for a build, open it and lock it: waiting while another build holds it.
 pub fn lock(out: &Path, exclusive: bool) -> Result<Lock, IoError> {
+    let refuse = |why: &str| io_error(out, "use")(io::Error::other(why.to_owned()));
+    let link = "it is a symbolic link; dsrgen writes only into a real folder";
     match fs::symlink_metadata(out) {
-        Ok(m) if m.is_symlink() => {
-            return Err(io_error(out, "use")(io::Error::other(
-                "it is a symbolic link; dsrgen writes only into a real folder",
-            )));
-        }
-        Ok(m) if !m.is_dir() => {
-            return Err(io_error(out, "use")(io::Error::other("it is not a folder")));
-        }
+        Ok(m) if m.is_symlink() => return Err(refuse(link)),
+        Ok(m) if !m.is_dir() => return Err(refuse("it is not a folder")),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound && !exclusive => {
             // Nothing to read, and --check writes nothing: no lock needed.
-            return Ok(Lock {
-                file: None,
-                interrupted: false,
-            });
+            return Ok(Lock { root: None });
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(out).map_err(io_error(out, "create the folder"))?;
         }
         Err(e) => return Err(io_error(out, "inspect")(e)),
     }
-    let path = out.join(LOCK_FILE);
-    let opened = fs::OpenOptions::new()
-        .read(true)
-        .write(exclusive)
-        .create(exclusive)
-        .truncate(false)
-        .open(&path);
-    let mut file = match opened {
-        Ok(file) => file,
-        // A folder never built by dsrgen: --check has nothing to wait for.
-        Err(e) if !exclusive && e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Lock {
-                file: None,
-                interrupted: false,
-            });
+    // Opened without following a link: it may have become one since.
+    let root = match beneath::open_root(out) {
+        Ok(root) => root,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(refuse(link));
         }
-        Err(e) => return Err(io_error(&path, "open")(e)),
+        Err(e) => return Err(io_error(out, "open")(e)),
     };
-    if exclusive {
-        file.lock().map_err(io_error(&path, "lock"))?;
+    let operation = if exclusive {
+        rustix::fs::FlockOperation::LockExclusive
     } else {
-        file.lock_shared().map_err(io_error(&path, "lock"))?;
-    }
-    let mut state = String::new();
-    let _ = file.read_to_string(&mut state);
-    Ok(Lock {
-        file: Some(file),
-        interrupted: !state.is_empty(),
-    })
+        rustix::fs::FlockOperation::LockShared
+    };
+    rustix::fs::flock(&root, operation).map_err(|e| io_error(out, "lock")(e.into()))?;
+    Ok(Lock { root: Some(root) })
 }
 
-/// Read the previous build's manifest. A missing one means a first build; an
-/// unusable one is a warning, and then nothing counts as owned.
-pub fn read_previous(out: &Path, warnings: &mut Vec<String>) -> Result<Previous, IoError> {
+impl Lock {
+    fn root(&self) -> Option<BorrowedFd<'_>> {
+        self.root.as_ref().map(OwnedFd::as_fd)
+    }
+}
+
+/// Read the previous build's manifest. A missing one means a first build; one
+/// that is not a regular file, or too large, is refused. One that cannot be
+/// parsed is refused too, unless `adopt` is set: then nothing counts as owned.
+pub fn read_previous(
+    out: &Path,
+    lock: &Lock,
+    adopt: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Previous, IoError> {
     let path = out.join(manifest::FILE_NAME);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Previous::default()),
-        Err(e) => return Err(io_error(&path, "read")(e)),
+    let Some(root) = lock.root() else {
+        return Ok(Previous::default());
     };
-    match Manifest::parse(&text) {
+    let refuse = |why: String| io_error(&path, "use")(io::Error::other(why));
+    let (bytes, mode) = match beneath::read(root, manifest::FILE_NAME, MAX_FILE_BYTES)
+        .map_err(io_error(&path, "read"))?
+    {
+        Found::Missing => return Ok(Previous::default()),
+        Found::Link => {
+            return Err(refuse(
+                "it is a symbolic link, and dsrgen neither follows nor replaces it".into(),
+            ));
+        }
+        Found::Special => {
+            return Err(refuse(
+                "it is not a regular file, and dsrgen neither reads nor replaces it".into(),
+            ));
+        }
+        Found::TooLarge => {
+            return Err(refuse(format!(
+                "it is larger than {} MiB, far more than any manifest dsrgen writes",
+                MAX_FILE_BYTES >> 20
+            )));
+        }
+        Found::Regular { bytes, mode } => (bytes, mode),
+    };
+    let parsed = std::str::from_utf8(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(Manifest::parse);
+    match parsed {
         Ok((manifest, mut problems)) => {
             warnings.append(&mut problems);
             let owned = manifest
@@ -213,77 +240,24 @@ pub fn read_previous(out: &Path, warnings: &mut Vec<String>) -> Result<Previous,
             Ok(Previous {
                 owned,
                 entries: manifest.files,
+                found: Some((bytes, mode)),
             })
         }
-        Err(why) => {
+        Err(why) if adopt => {
             warnings.push(format!(
-                "cannot use `{}` ({why}); nothing will be pruned, and only files that already match are taken over",
+                "cannot use `{}` ({why}); with --adopt, nothing will be pruned, and only files that already match are taken over",
                 path.display()
             ));
-            Ok(Previous::default())
+            Ok(Previous {
+                found: Some((bytes, mode)),
+                ..Previous::default()
+            })
         }
+        Err(why) => Err(refuse(format!(
+            "it is unusable ({why}), and it is what says which files dsrgen wrote; restore it (from version control, for example), or build with --adopt to take over only the files that already match, pruning nothing"
+        ))),
     }
 }
-
-/// The first folder between `out` and `tree_path` that is a symbolic link or
-/// not a folder, if any. Folders found sound are remembered in `sound`.
-fn unsound_folder(
-    out: &Path,
-    tree_path: &str,
-    sound: &mut HashSet<PathBuf>,
-) -> Result<Option<PathBuf>, IoError> {
-    let mut dir = out.to_path_buf();
-    let Some((folders, _)) = tree_path.rsplit_once('/') else {
-        return Ok(None);
-    };
-    for part in folders.split('/') {
-        dir.push(part);
-        if sound.contains(&dir) {
-            continue;
-        }
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {
-                sound.insert(dir.clone());
-            }
-            Ok(_) => return Ok(Some(dir)),
-            // The rest does not exist yet: it will be created as folders.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(&dir, "inspect")(e)),
-        }
-    }
-    Ok(None)
-}
-
-/// Temporary files a killed build left: the manifest's in the folder itself,
-/// the others anywhere below `hosts/`. Nothing else of the folder is read.
-fn stale_temporaries(out: &Path, found: &mut Vec<PathBuf>) -> Result<(), IoError> {
-    scan_temporaries(out, false, found)?;
-    scan_temporaries(&out.join("hosts"), true, found)
-}
-
-fn scan_temporaries(dir: &Path, recurse: bool, found: &mut Vec<PathBuf>) -> Result<(), IoError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(dir, "read")(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_error(dir, "read"))?;
-        let kind = entry.file_type().map_err(io_error(dir, "read"))?;
-        if kind.is_dir() && recurse {
-            scan_temporaries(&entry.path(), true, found)?;
-        } else if kind.is_file() && is_temporary(&entry.file_name().to_string_lossy()) {
-            found.push(entry.path());
-        }
-    }
-    Ok(())
-}
-
-fn is_temporary(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
-}
-
-const TEMP_SUFFIX: &str = ".dsrgen-tmp";
 
 /// Compare every planned file, and the manifest, with the folder, and find
 /// what to prune. After an interrupted build, also find the temporary files it
@@ -296,24 +270,61 @@ pub fn survey(
     lock: &Lock,
 ) -> Result<Survey, IoError> {
     let mut survey = Survey::default();
-    if lock.interrupted {
+    let Some(root) = lock.root() else {
+        // --check of a folder that does not exist.
+        survey.changes = (0..files.len()).map(|i| (i, Change::Create)).collect();
+        survey.manifest = Some(Change::Create);
+        return Ok(survey);
+    };
+    if previous
+        .found
+        .as_ref()
+        .is_some_and(|(_, mode)| *mode == manifest::INTENT_MODE)
+    {
+        survey.interrupted = true;
         // The manifest's temporaries sit in the folder itself, the others
         // below `hosts/`.
-        stale_temporaries(out, &mut survey.stale)?;
+        let mut cursor = Cursor::new(root);
+        beneath::temporaries(root, "", false, &mut survey.stale)
+            .map_err(folder_error(out, "read"))?;
+        if let Folder::Open(hosts) = cursor
+            .folder("hosts", false)
+            .map_err(folder_error(out, "read"))?
+        {
+            beneath::temporaries(hosts, "hosts", true, &mut survey.stale)
+                .map_err(folder_error(out, "read"))?;
+        }
         survey.warnings.push(format!(
-            "the previous build into `{}` was interrupted before it finished",
+            "the previous build into `{}` was killed before it finished; this one completes it",
             out.display()
         ));
     }
-    let mut sound = HashSet::new();
+    let mut cursor = Cursor::new(root);
+    // Folders in the way, each reported once.
+    let mut blocked = HashSet::new();
     for (index, file) in files.iter().enumerate() {
-        match compare(out, &file.tree_path, &file.content, file.mode, &mut sound)? {
-            Found::Same => survey.unchanged += 1,
-            Found::Changed(change @ (Change::Create | Change::Mode { .. })) => {
-                survey.changes.push((index, change));
+        let path = out.join(&file.tree_path);
+        let found = match look(&mut cursor, out, &file.tree_path, &mut blocked)? {
+            Looked::Found(found) => found,
+            Looked::Blocked(None) => continue,
+            Looked::Blocked(Some(at)) => {
+                survey.conflicts.push(format!(
+                    "`{}` is in the way: it is a symbolic link or not a folder, and dsrgen neither follows nor replaces it",
+                    out.join(at).display()
+                ));
+                continue;
             }
-            Found::Changed(Change::Update { old, .. }) => {
-                let path = out.join(&file.tree_path);
+        };
+        match found {
+            Found::Missing => survey.changes.push((index, Change::Create)),
+            Found::Regular { bytes, mode } if bytes == file.content => {
+                if mode == file.mode {
+                    survey.unchanged += 1;
+                } else {
+                    survey.changes.push((index, Change::Mode { old: mode }));
+                }
+            }
+            Found::Regular { bytes: old, .. } => {
                 let Some(owned_digest) = previous.owned.get(&file.tree_path) else {
                     survey.conflicts.push(format!(
                         "`{}` exists and dsrgen did not write it (the previous {} does not list it); move it away, then build again",
@@ -322,24 +333,36 @@ pub fn survey(
                     ));
                     continue;
                 };
-                // After an interrupted build, an owned file may still hold its
-                // old content under the new digest: that is no hand edit.
-                let edited = !lock.interrupted && *owned_digest != manifest::sha256_hex(&old);
+                // The manifest keeps the digest of what an owned file held
+                // until it is rewritten, even after a killed build: a file
+                // that differs from it was edited by hand, or (after a killed
+                // build of another inventory) written by that build.
+                let edited = *owned_digest != manifest::sha256_hex(&old);
                 survey.changes.push((index, Change::Update { old, edited }));
             }
-            Found::InTheWay(conflict) => survey.conflicts.push(conflict),
+            Found::Link => survey.conflicts.push(in_the_way(&path, "a symbolic link")),
+            Found::Special => survey
+                .conflicts
+                .push(in_the_way(&path, "not a regular file")),
+            Found::TooLarge => survey.conflicts.push(in_the_way(
+                &path,
+                "a file far larger than any dsrgen writes",
+            )),
         }
     }
-    match compare(
-        out,
-        manifest::FILE_NAME,
-        manifest_json,
-        manifest::FILE_MODE,
-        &mut sound,
-    )? {
-        Found::Same => {}
-        Found::Changed(change) => survey.manifest = Some(change),
-        Found::InTheWay(conflict) => survey.conflicts.push(conflict),
+    if let Some((bytes, mode)) = &previous.found {
+        survey.manifest = if bytes != manifest_json {
+            Some(Change::Update {
+                old: bytes.clone(),
+                edited: false,
+            })
+        } else if *mode != manifest::FILE_MODE {
+            Some(Change::Mode { old: *mode })
+        } else {
+            None
+        };
+    } else {
+        survey.manifest = Some(Change::Create);
     }
 
     let planned: HashSet<&str> = files.iter().map(|f| f.tree_path.as_str()).collect();
@@ -349,87 +372,72 @@ pub fn survey(
             continue;
         }
         let path = out.join(&tree_path);
-        if let Some(dir) = unsound_folder(out, &tree_path, &mut sound)? {
-            survey.warnings.push(format!(
-                "not removing `{}`: `{}` is a symbolic link or not a folder, and dsrgen does not follow it",
-                path.display(),
-                dir.display()
-            ));
-            continue;
-        }
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&path, "inspect")(e)),
-            Ok(m) if !m.is_file() => survey.warnings.push(format!(
-                "not removing `{}`: the previous build wrote a file there, but it is no longer a regular file",
-                path.display()
-            )),
-            Ok(_) => {
-                let old = fs::read(&path).map_err(io_error(&path, "read"))?;
-                let edited = !lock.interrupted && entry.sha256 != manifest::sha256_hex(&old);
+        let found = match look(&mut cursor, out, &tree_path, &mut blocked)? {
+            Looked::Found(found) => found,
+            Looked::Blocked(None) => continue,
+            Looked::Blocked(Some(at)) => {
+                survey.warnings.push(format!(
+                    "not removing `{}`: `{}` is a symbolic link or not a folder, and dsrgen does not follow it",
+                    path.display(),
+                    out.join(at).display()
+                ));
+                continue;
+            }
+        };
+        match found {
+            Found::Missing => survey.vacated.push(split(&tree_path).0.to_owned()),
+            Found::Regular { bytes: old, .. } => {
+                let edited = entry.sha256 != manifest::sha256_hex(&old);
                 survey.removals.push(Removal {
                     tree_path,
                     old,
                     edited,
                 });
             }
+            Found::Link | Found::Special | Found::TooLarge => survey.warnings.push(format!(
+                "not removing `{}`: the previous build wrote a file there, but it is no longer a regular file",
+                path.display()
+            )),
         }
     }
     Ok(survey)
 }
 
-/// What the folder holds where a file is planned.
-enum Found {
-    Same,
-    Changed(Change),
-    /// A link, a non-file, or a file below one: dsrgen neither follows nor
-    /// replaces it.
-    InTheWay(String),
+enum Looked {
+    Found(Found),
+    /// Below a folder in the way: with the folder, the first time it is met.
+    Blocked(Option<String>),
 }
 
-/// Compare one planned file with the folder. `Update` carries the old content,
-/// not yet whether it was edited by hand.
-fn compare(
+/// What the folder `out` holds at `tree_path`.
+fn look(
+    cursor: &mut Cursor<'_>,
     out: &Path,
     tree_path: &str,
-    content: &[u8],
-    mode: u32,
-    sound: &mut HashSet<PathBuf>,
-) -> Result<Found, IoError> {
-    let path = out.join(tree_path);
-    if let Some(dir) = unsound_folder(out, tree_path, sound)? {
-        return Ok(Found::InTheWay(format!(
-            "`{}` is in the way: it is a symbolic link or not a folder, and dsrgen neither follows nor replaces it",
-            dir.display()
-        )));
-    }
-    let metadata = match fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Changed(Change::Create)),
-        Err(e) => return Err(io_error(&path, "inspect")(e)),
-    };
-    if !metadata.is_file() {
-        return Ok(Found::InTheWay(format!(
-            "`{}` is in the way: it is {}, and dsrgen neither follows nor replaces it",
-            path.display(),
-            if metadata.is_symlink() {
-                "a symbolic link"
-            } else {
-                "not a regular file"
-            }
-        )));
-    }
-    let old = fs::read(&path).map_err(io_error(&path, "read"))?;
-    let old_mode = metadata.permissions().mode() & 0o7777;
-    Ok(if old != content {
-        Found::Changed(Change::Update { old, edited: false })
-    } else if old_mode != mode {
-        Found::Changed(Change::Mode { old: old_mode })
-    } else {
-        Found::Same
-    })
+    blocked: &mut HashSet<String>,
+) -> Result<Looked, IoError> {
+    let (dir, name) = split(tree_path);
+    Ok(
+        match cursor
+            .folder(dir, false)
+            .map_err(folder_error(out, "open"))?
+        {
+            Folder::Missing => Looked::Found(Found::Missing),
+            Folder::Blocked(at) => Looked::Blocked(blocked.insert(at.clone()).then_some(at)),
+            Folder::Open(fd) => Looked::Found(
+                beneath::read(fd, name, MAX_FILE_BYTES)
+                    .map_err(io_error(&out.join(tree_path), "read"))?,
+            ),
+        },
+    )
 }
 
+fn in_the_way(path: &Path, what: &str) -> String {
+    format!(
+        "`{}` is in the way: it is {what}, and dsrgen neither follows nor replaces it",
+        path.display()
+    )
+}
 /// What a build did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -439,39 +447,128 @@ pub struct Counts {
 }
 
 /// Write the changes of the survey: files first, then removals, the manifest
-/// (`next`, and its JSON) last of all. Hand edits that are overwritten or
+/// (`next`, and its JSON) last of all. Hand edits that were overwritten or
 /// removed are reported in `warnings`.
 ///
-/// A build killed half-way must leave nothing the next one cannot take over:
-/// before a file is created where none was, the manifest is rewritten as the
-/// union of the old one and `next`, so that every file that may exist after
-/// a kill is owned, and pruned by the next build if it is no longer planned.
+/// A build killed half-way must leave nothing the next one cannot take over.
+/// Before it touches `hosts/`, the manifest is given the mode
+/// [`manifest::INTENT_MODE`], which tells the next build to sweep temporary
+/// files; and before a file is created where none was, the manifest is
+/// rewritten as the manifest of intent (the old entries, with the digests of
+/// what the files hold until they are rewritten, and the new files), so that
+/// every file that may exist after a kill is owned, and pruned by the next
+/// build if it is no longer planned. A build that fails rather than being
+/// killed cleans up after itself and gives the manifest its mode back.
 pub fn apply(
     out: &Path,
     files: &[File],
     (next, next_json): (&Manifest, &[u8]),
     survey: &Survey,
     previous: &Previous,
-    lock: &mut Lock,
+    lock: &Lock,
     warnings: &mut Vec<String>,
 ) -> Result<Counts, IoError> {
-    let lock_path = out.join(LOCK_FILE);
-    lock.begin().map_err(io_error(&lock_path, "write"))?;
-    for temp in &survey.stale {
-        fs::remove_file(temp).map_err(io_error(temp, "remove"))?;
-    }
+    let root = lock.root().expect("a build holds the folder");
+    test_hook("apply");
     let manifest_path = out.join(manifest::FILE_NAME);
-    if survey
+    let touches_hosts = !(survey.changes.is_empty()
+        && survey.removals.is_empty()
+        && survey.stale.is_empty()
+        && survey.vacated.is_empty());
+    let creates = survey
         .changes
         .iter()
-        .any(|(_, c)| matches!(c, Change::Create))
-    {
-        let intent = next.union(&previous.entries);
-        write_atomically(
-            &manifest_path,
-            intent.to_json().as_bytes(),
-            manifest::FILE_MODE,
-        )?;
+        .any(|(_, c)| matches!(c, Change::Create));
+    let mut marked = false;
+    let mut intent_written = false;
+    let result = (|| {
+        if touches_hosts {
+            if creates || previous.found.is_none() {
+                let intent = next.intent(&previous.entries);
+                beneath::write_atomically(
+                    root,
+                    manifest::FILE_NAME,
+                    intent.to_json().as_bytes(),
+                    manifest::INTENT_MODE,
+                )
+                .map_err(io_error(&manifest_path, "write"))?;
+                intent_written = true;
+            } else {
+                beneath::set_mode(root, manifest::FILE_NAME, manifest::INTENT_MODE)
+                    .map_err(io_error(&manifest_path, "write"))?;
+            }
+            marked = true;
+            test_hook("marked");
+        }
+        apply_to_hosts(out, root, files, survey, warnings)
+    })();
+    let counts = match result {
+        Ok(counts) => counts,
+        Err(e) => {
+            if marked {
+                let _ = beneath::set_mode(root, manifest::FILE_NAME, manifest::FILE_MODE);
+            }
+            return Err(e);
+        }
+    };
+    if survey.manifest.is_some() || intent_written {
+        beneath::write_atomically(root, manifest::FILE_NAME, next_json, manifest::FILE_MODE)
+            .map_err(io_error(&manifest_path, "write"))?;
+    } else if marked {
+        beneath::set_mode(root, manifest::FILE_NAME, manifest::FILE_MODE)
+            .map_err(io_error(&manifest_path, "write"))?;
+    }
+    Ok(counts)
+}
+
+/// In debug builds only, and for the tests: with `DSRGEN_TEST_HOOK` set to
+/// `<point>:<shell command>`, run the command when the build reaches `point`
+/// (`apply`: the survey is done, nothing written yet; `marked`: the manifest
+/// says a build is under way), so that a test can change the folder at a
+/// moment of its choosing; the command `abort` stands for SIGKILL.
+fn test_hook(point: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Some(hook) = std::env::var_os("DSRGEN_TEST_HOOK") else {
+        return;
+    };
+    let hook = hook.to_string_lossy();
+    let Some(command) = hook
+        .strip_prefix(point)
+        .and_then(|rest| rest.strip_prefix(':'))
+    else {
+        return;
+    };
+    if command == "abort" {
+        std::process::abort();
+    }
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .status();
+    assert!(
+        status.as_ref().is_ok_and(std::process::ExitStatus::success),
+        "test hook `{command}`: {status:?}"
+    );
+}
+
+/// Sweep the temporaries, write the changed files, then prune.
+fn apply_to_hosts(
+    out: &Path,
+    root: BorrowedFd<'_>,
+    files: &[File],
+    survey: &Survey,
+    warnings: &mut Vec<String>,
+) -> Result<Counts, IoError> {
+    let mut cursor = Cursor::new(root);
+    for temp in &survey.stale {
+        let (dir, name) = split(temp);
+        if let Folder::Open(fd) = cursor
+            .folder(dir, false)
+            .map_err(folder_error(out, "open"))?
+        {
+            beneath::remove(fd, name).map_err(io_error(&out.join(temp), "remove"))?;
+        }
     }
     let writes: Vec<&(usize, Change)> = survey.changes.iter().collect();
     // Creating files is mostly the kernel's work on folders and inodes, and it
@@ -484,7 +581,7 @@ pub fn apply(
     let runs: Vec<(Vec<String>, Result<(), IoError>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = writes
             .chunks(writes.len().div_ceil(threads).max(1))
-            .map(|run| scope.spawn(move || write_files(out, files, run)))
+            .map(|run| scope.spawn(move || write_files(out, root, files, run, survey.interrupted)))
             .collect();
         workers
             .into_iter()
@@ -506,94 +603,114 @@ pub fn apply(
         unchanged: survey.unchanged,
         ..Counts::default()
     };
+    // Anew: the writers may have made folders this one found missing.
+    let mut cursor = Cursor::new(root);
     for removal in &survey.removals {
         let path = out.join(&removal.tree_path);
+        let (dir, name) = split(&removal.tree_path);
+        match cursor
+            .folder(dir, false)
+            .map_err(folder_error(out, "open"))?
+        {
+            Folder::Open(fd) => {
+                beneath::remove(fd, name).map_err(io_error(&path, "remove"))?;
+                // Up to `hosts/`, which stays.
+                cursor.remove_empty_folders(1);
+            }
+            Folder::Missing => continue,
+            // It became a link or a file since the survey: left alone.
+            Folder::Blocked(at) => {
+                warnings.push(format!(
+                    "not removing `{}`: `{}` is a symbolic link or not a folder, and dsrgen does not follow it",
+                    path.display(),
+                    out.join(at).display()
+                ));
+                continue;
+            }
+        }
         if removal.edited {
             warnings.push(format!(
-                "removed `{}`, which had been edited by hand since dsrgen wrote it",
-                path.display()
+                "removed `{}`, {}",
+                path.display(),
+                edited(survey.interrupted)
             ));
         }
-        fs::remove_file(&path).map_err(io_error(&path, "remove"))?;
-        remove_empty_parents(out, &path);
         counts.removed += 1;
     }
-    if survey.manifest.is_some() {
-        write_atomically(&manifest_path, next_json, manifest::FILE_MODE)?;
+    for dir in &survey.vacated {
+        remove_empty_folders(&mut cursor, out, dir)?;
     }
-    lock.finish().map_err(io_error(&lock_path, "write"))?;
     Ok(counts)
+}
+
+/// Remove `dir` and the folders above it up to `hosts/` while they are empty,
+/// starting from the innermost that exists.
+fn remove_empty_folders(cursor: &mut Cursor<'_>, out: &Path, dir: &str) -> Result<(), IoError> {
+    let mut dir = dir;
+    while dir.contains('/') {
+        match cursor
+            .folder(dir, false)
+            .map_err(folder_error(out, "open"))?
+        {
+            Folder::Open(_) => {
+                cursor.remove_empty_folders(1);
+                return Ok(());
+            }
+            Folder::Missing => dir = split(dir).0,
+            Folder::Blocked(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Why a file that differs from its digest in the manifest does.
+fn edited(interrupted: bool) -> &'static str {
+    if interrupted {
+        "which differs from what dsrgen recorded for it: edited by hand, or written by the build that was killed"
+    } else {
+        "which had been edited by hand since dsrgen wrote it"
+    }
 }
 
 /// Write a run of changed files, with a warning for each that had been edited
 /// by hand; stop at the first failure.
 fn write_files(
     out: &Path,
+    root: BorrowedFd<'_>,
     files: &[File],
     run: &[&(usize, Change)],
+    interrupted: bool,
 ) -> (Vec<String>, Result<(), IoError>) {
     let mut warnings = Vec::new();
-    // Folders made or seen: one mkdir per folder, not per file.
-    let mut folders: HashSet<PathBuf> = HashSet::new();
+    // Folders opened (and made) once for the files of a folder in a row.
+    let mut cursor = Cursor::new(root);
     for (index, change) in run {
         let file = &files[*index];
         let path = out.join(&file.tree_path);
-        let dir = path.parent().expect("output files live in a folder");
-        if !folders.contains(dir) {
-            // create_dir_all takes a folder made meanwhile by another writer.
-            if let Err(e) = fs::create_dir_all(dir) {
-                return (warnings, Err(io_error(dir, "create the folder")(e)));
+        let (dir, name) = split(&file.tree_path);
+        let written = match cursor.folder(dir, true) {
+            Ok(Folder::Open(fd)) => beneath::write_atomically(fd, name, &file.content, file.mode)
+                .map_err(io_error(&path, "write")),
+            // It became a link or a file since the survey.
+            Ok(Folder::Blocked(at)) => {
+                Err(io_error(&out.join(at), "write into")(io::Error::other(
+                    "it is a symbolic link or not a folder, and dsrgen does not follow it",
+                )))
             }
-            folders.insert(dir.to_owned());
+            // Removed again as soon as made.
+            Ok(Folder::Missing) => Err(io_error(&path, "write")(io::ErrorKind::NotFound.into())),
+            Err(e) => Err(folder_error(out, "create the folder")(e)),
+        };
+        if let Err(e) = written {
+            return (warnings, Err(e));
         }
         if let Change::Update { edited: true, .. } = change {
             warnings.push(format!(
-                "overwrote `{}`, which had been edited by hand since dsrgen wrote it",
-                path.display()
+                "overwrote `{}`, {}",
+                path.display(),
+                edited(interrupted)
             ));
-        }
-        if let Err(e) = write_atomically(&path, &file.content, file.mode) {
-            return (warnings, Err(e));
         }
     }
     (warnings, Ok(()))
-}
-
-/// Write through a temporary file in the same folder and rename it into place,
-/// so that a reader (or a crash) sees the old file or the new one, never half.
-fn write_atomically(path: &Path, content: &[u8], mode: u32) -> Result<(), IoError> {
-    let dir = path.parent().expect("output files live in a folder");
-    let name = path
-        .file_name()
-        .expect("output files have names")
-        .to_string_lossy();
-    let temp = dir.join(format!(".{name}.{}{TEMP_SUFFIX}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp)?;
-        file.write_all(content)?;
-        // The umask may have narrowed the mode given to open().
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        drop(file);
-        fs::rename(&temp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        io_error(path, "write")(e)
-    })
-}
-
-/// Remove the folders a removal left empty, up to `hosts/`.
-fn remove_empty_parents(out: &Path, file: &Path) {
-    let stop = out.join("hosts");
-    let mut dir = file.parent();
-    while let Some(d) = dir {
-        if d == stop || !d.starts_with(&stop) || fs::remove_dir(d).is_err() {
-            break;
-        }
-        dir = d.parent();
-    }
 }

@@ -38,39 +38,53 @@ fn execute(cli: &Cli) -> Result<Status, Error> {
     match &cli.command {
         Command::Check { inventory } => {
             let (source, model) = load(inventory, cli.deny_warnings)?;
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(
-                stdout,
-                "{}: valid: {}, {}, {}",
+            print_out(&format!(
+                "{}: valid: {}, {}, {}\n",
                 source.name(),
                 count(model.balancers.len(), "balancer"),
                 count(model.backends.len(), "backend"),
                 count(model.clusters.len(), "cluster"),
-            );
+            ))?;
             Ok(Status::Success)
         }
         Command::Build {
             inventory,
             out,
             check,
+            adopt,
             dump_contexts,
         } => build(
             inventory,
             out,
-            *check,
+            Mode {
+                check: *check,
+                adopt: *adopt,
+                deny_warnings: cli.deny_warnings,
+            },
             dump_contexts.as_deref(),
-            cli.deny_warnings,
         ),
     }
+}
+
+/// How `build` was asked to run.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    check: bool,
+    adopt: bool,
+    deny_warnings: bool,
 }
 
 fn build(
     inventory: &Path,
     out: &Path,
-    check: bool,
+    mode: Mode,
     dump_contexts: Option<&Path>,
-    deny_warnings: bool,
 ) -> Result<Status, Error> {
+    let Mode {
+        check,
+        adopt,
+        deny_warnings,
+    } = mode;
     let (_, model) = load(inventory, deny_warnings)?;
     let name = plan::inventory_name(inventory);
     if let Some(path) = dump_contexts {
@@ -82,8 +96,8 @@ fn build(
     let manifest_json = tree.manifest.to_json().into_bytes();
 
     let mut warnings = Vec::new();
-    let mut lock = output::lock(out, !check).map_err(output_error)?;
-    let (previous, survey) = output::read_previous(out, &mut warnings)
+    let lock = output::lock(out, !check).map_err(output_error)?;
+    let (previous, survey) = output::read_previous(out, &lock, adopt, &mut warnings)
         .and_then(|previous| {
             let survey = output::survey(out, &tree.files, &manifest_json, &previous, &lock)?;
             Ok((previous, survey))
@@ -97,7 +111,7 @@ fn build(
     }
 
     if check {
-        print_drift(&tree.files, &manifest_json, &survey);
+        print_drift(&tree.files, &manifest_json, &survey)?;
         let shown = out.display();
         return if survey.is_up_to_date() {
             eprintln!("{shown}: up to date");
@@ -119,18 +133,18 @@ fn build(
         (&tree.manifest, &manifest_json),
         &survey,
         &previous,
-        &mut lock,
+        &lock,
         &mut warnings,
     );
     print_warnings(&warnings);
     let counts = counts.map_err(output_error)?;
-    println!(
-        "{}: {} written, {} unchanged, {} removed",
+    print_out(&format!(
+        "{}: {} written, {} unchanged, {} removed\n",
         out.display(),
         counts.written,
         counts.unchanged,
         counts.removed
-    );
+    ))?;
     Ok(Status::Success)
 }
 
@@ -153,7 +167,11 @@ fn write_contexts(plan: &Plan, path: &Path) -> std::io::Result<()> {
 
 /// `--check`: the diff of every change, on stdout: host files in tree order,
 /// the manifest, then removals.
-fn print_drift(files: &[output::File], manifest_json: &[u8], survey: &output::Survey) {
+fn print_drift(
+    files: &[output::File],
+    manifest_json: &[u8],
+    survey: &output::Survey,
+) -> Result<(), Error> {
     let mut out = String::new();
     for (index, change) in &survey.changes {
         let file = &files[*index];
@@ -175,7 +193,23 @@ fn print_drift(files: &[output::File], manifest_json: &[u8], survey: &output::Su
     for removal in &survey.removals {
         out.push_str(&diff::unified(&removal.tree_path, Some(&removal.old), None));
     }
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    print_out(&out)
+}
+
+/// Write to stdout. A closed pipe is how a reader says it has seen enough
+/// (`| head`): not an error, the command ends as if it had been read. Any
+/// other failure (a full disk) is trouble.
+fn print_out(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(output_error(format!(
+            "cannot write to standard output: {e}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn change_diff(path: &str, content: &[u8], mode: u32, change: &output::Change) -> String {

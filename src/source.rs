@@ -39,7 +39,13 @@ pub struct LineCol {
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         let text = text.into();
-        let line_starts = std::iter::once(0)
+        // A byte order mark is no column of line 1.
+        let first = if text.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        };
+        let line_starts = std::iter::once(first)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
         Self {
@@ -62,7 +68,7 @@ impl Source {
     fn line_index(&self, offset: usize) -> usize {
         match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
-            Err(i) => i - 1,
+            Err(i) => i.saturating_sub(1),
         }
     }
 
@@ -120,7 +126,7 @@ impl Source {
 
     /// The nearest `char` boundary at or before `offset`, inside the text.
     fn clamp(&self, offset: usize) -> usize {
-        let mut offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len()).max(self.line_starts[0]);
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
@@ -131,6 +137,15 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_no_column() {
+        let source = Source::new("f", "\u{feff}ab: x\ny\n");
+        let at = source.line_col("\u{feff}ab: ".len());
+        assert_eq!((at.line, at.column), (1, 5));
+        assert_eq!(source.line_text(0), "ab: x");
+        assert_eq!(source.offset_of(1, 1), 3);
+    }
 
     #[test]
     fn offsets_map_to_lines_and_character_columns() {

@@ -201,6 +201,18 @@ impl Validator {
                 } else {
                     format!("an integer from {lo} to {hi}")
                 };
+                if let Scalar::Str(s) = &value.value
+                    && let Some(digits) = leading_zero_digits(s)
+                {
+                    let decimal = digits.trim_start_matches('0');
+                    let decimal = if decimal.is_empty() { "0" } else { decimal };
+                    self.error(
+                        format!("{ctx}: `{what}` is `{s}`, which is ambiguous: YAML 1.1 reads a leading zero as octal, YAML 1.2 as decimal; dsrgen refuses it"),
+                        value.span,
+                    )
+                    .help = Some(format!("write `{decimal}`, or `0o{decimal}` if octal was meant"));
+                    return None;
+                }
                 let diagnostic = self.error(
                     format!("{ctx}: `{what}` must be {expected}, found {found}"),
                     value.span,
@@ -556,12 +568,23 @@ fn vips(
         .collect()
 }
 
+/// The digits of a decimal integer written with a leading zero (`0120`,
+/// `-007`), which YAML 1.1 reads as octal.
+fn leading_zero_digits(s: &str) -> Option<&str> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    (digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(digits)
+}
+
 /// Why an address cannot be a service address, if it cannot.
 fn unusable_service_address(addr: IpAddr) -> Option<&'static str> {
     match addr {
         IpAddr::V4(a) => {
             if a.is_unspecified() {
                 Some("unspecified")
+            } else if a.octets()[0] == 0 {
+                // RFC 1122 3.2.1.3: a source only, never a destination.
+                Some("in 0.0.0.0/8, \"this network\", which is never a destination")
             } else if a.is_loopback() {
                 Some("a loopback address")
             } else if a.is_multicast() {
@@ -604,6 +627,7 @@ mod tests {
     fn service_addresses() {
         for bad in [
             "0.0.0.0",
+            "0.0.0.181",
             "127.0.0.5",
             "224.0.0.1",
             "169.254.1.1",

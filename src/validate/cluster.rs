@@ -59,18 +59,34 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         balancers: &'a [CheckedBalancer],
         backends: &'a [CheckedBackend],
     ) -> Self {
-        let mut host_addresses = HashMap::new();
+        let mut host_addresses: HashMap<IpAddr, (String, Span)> = HashMap::new();
         let hosts = balancers
             .iter()
             .map(|b| ("balancer", &b.name, &b.addrs))
             .chain(backends.iter().map(|b| ("backend", &b.name, &b.addrs)));
         for (role, name, addrs) in hosts {
             let owner = format!("{role} `{name}`");
-            if let Some(a) = &addrs.v4 {
-                host_addresses.insert(IpAddr::V4(a.value.addr()), (owner.clone(), a.span));
-            }
-            if let Some(a) = &addrs.v6 {
-                host_addresses.insert(IpAddr::V6(a.value.addr()), (owner, a.span));
+            let v4 = addrs
+                .v4
+                .as_ref()
+                .map(|a| (IpAddr::V4(a.value.addr()), a.span));
+            let v6 = addrs
+                .v6
+                .as_ref()
+                .map(|a| (IpAddr::V6(a.value.addr()), a.span));
+            for (addr, span) in v4.into_iter().chain(v6) {
+                // Two hosts with one address: the balancers' tables would list
+                // one real server twice (keepalived refuses that config).
+                if let Some((other, first)) = host_addresses.get(&addr) {
+                    v.error(
+                        format!("{owner}: address `{addr}` is already the address of {other}"),
+                        span,
+                    )
+                    .notes
+                    .push((format!("{other}'s address is here"), *first));
+                    continue;
+                }
+                host_addresses.insert(addr, (owner.clone(), span));
             }
         }
         Self {
@@ -464,14 +480,28 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         for (n, &a) in peers.iter().enumerate() {
             for &b in &peers[n + 1..] {
                 let (ca, cb) = (&self.served.balancers[a], &self.served.balancers[b]);
-                if !ca.iter().any(|c| cb.contains(c)) {
-                    continue;
-                }
                 let (ba, bb) = (&self.balancers[a], &self.balancers[b]);
                 let (va, vb) = (
                     ba.vrrp.as_ref().expect("peer"),
                     bb.vrrp.as_ref().expect("peer"),
                 );
+                if !ca.iter().any(|c| cb.contains(c)) {
+                    // VRRP (RFC 5798) tells instances on a segment apart by
+                    // router id alone: unrelated ones must not share it.
+                    if va.value.router_id == vb.value.router_id && one_segment(ba, bb) {
+                        self.v
+                            .error(
+                                format!(
+                                    "balancer `{}`: router_id {} is already used by `{}` on the same segment, which serves other clusters; VRRP would take them for one instance",
+                                    bb.name, vb.value.router_id, ba.name
+                                ),
+                                vb.span,
+                            )
+                            .notes
+                            .push((format!("`{}`'s vrrp is here", ba.name), va.span));
+                    }
+                    continue;
+                }
                 if va.value.router_id != vb.value.router_id {
                     self.v
                         .error(
@@ -781,5 +811,15 @@ impl Role {
             Role::Balancer => "balancer",
             Role::Backend => "backend",
         }
+    }
+}
+
+/// Whether two balancers' IPv4 subnets meet: then they share a segment.
+fn one_segment(a: &CheckedBalancer, b: &CheckedBalancer) -> bool {
+    match (&a.addrs.v4, &b.addrs.v4) {
+        (Some(a), Some(b)) => {
+            a.value.trunc().contains(&b.value.addr()) || b.value.trunc().contains(&a.value.addr())
+        }
+        _ => false,
     }
 }

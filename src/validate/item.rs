@@ -47,6 +47,18 @@ impl Validator {
                     self.error(format!("{CTX}: output `{o}` is listed twice"), item.span);
                 }
             }
+            // networkd puts cluster addresses on lo; only sysctl and script set
+            // the ARP settings that keep a backend from answering for them.
+            if out.outputs.contains(&Output::Networkd)
+                && !out.outputs.contains(&Output::Sysctl)
+                && !out.outputs.contains(&Output::Script)
+            {
+                self.warning(
+                    format!("{CTX}: `outputs` puts cluster addresses on backends without `sysctl` or `script`, so nothing sets arp_ignore and arp_announce: backends will answer ARP for the cluster addresses"),
+                    outputs.span,
+                )
+                .help = Some("add `sysctl` to `outputs`, or set the ARP settings on the backends yourself".to_owned());
+            }
         }
         if let Some(v) = &d.scheduler
             && let Some(s) = self.keyword(v, "scheduler", CTX, Scheduler::ALL, Scheduler::as_str)
@@ -90,6 +102,15 @@ impl Validator {
         let interface = self
             .required(raw.interface.as_ref(), "interface", &ctx, key.span)
             .and_then(|i| self.ifname(i, "interface", &ctx));
+        // A balancer holds cluster addresses with its subnet's prefix on its
+        // interface: on lo that makes the whole subnet local to it.
+        if let Some(i) = interface.as_ref().filter(|i| i.value.as_str() == "lo") {
+            self.error(
+                format!("{ctx}: `interface` cannot be `lo`: a balancer holds cluster addresses with its subnet's prefix on its interface, and on lo that makes the whole subnet local"),
+                i.span,
+            )
+            .help = Some("name the interface that faces the clients, such as `eth0`".to_owned());
+        }
         let v4 = self
             .required(raw.address.as_ref(), "address", &ctx, key.span)
             .and_then(|a| self.host_v4(a, &ctx));

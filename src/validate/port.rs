@@ -537,7 +537,25 @@ impl ClusterPass<'_, '_> {
                     .find(|m| self.backends[m.index].name.as_str() == key.value)
                 else {
                     let listed = members.iter().map(|m| self.backends[m.index].name.as_str());
-                    let suggestion = did_you_mean(&key.value, listed);
+                    let mut suggestion = did_you_mean(&key.value, listed)
+                        .map(|close| format!("did you mean `{close}`?"));
+                    // A backend named right here and misspelt in `backends`:
+                    // the misspelling is what to fix.
+                    if self.backend_names.get(&key.value).is_some() {
+                        let unresolved = list.value.0.iter().filter_map(|item| match &item.value {
+                            Scalar::Str(s) if self.backend_names.get(s).is_none() => {
+                                Some(s.as_str())
+                            }
+                            _ => None,
+                        });
+                        if let Some(typo) = did_you_mean(&key.value, unresolved) {
+                            suggestion = Some(format!(
+                                "did you mean `{}` in `backends`, not `{}`?",
+                                shown(&key.value),
+                                shown(typo)
+                            ));
+                        }
+                    }
                     let diagnostic = self.v.error(
                         format!(
                             "{ctx}: `{}` in `weights` is not among this port's `backends`",
@@ -545,9 +563,7 @@ impl ClusterPass<'_, '_> {
                         ),
                         key.span,
                     );
-                    if let Some(close) = suggestion {
-                        diagnostic.help = Some(format!("did you mean `{close}`?"));
-                    }
+                    diagnostic.help = suggestion;
                     continue;
                 };
                 if let Scalar::Int(w) = value.value

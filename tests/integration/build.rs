@@ -168,15 +168,11 @@ fn a_file_dsrgen_did_not_write_stops_the_build_before_any_write() {
     build(&minimal, &out)
         .code(2)
         .stderr_has("90-dsrgen.conf` exists and dsrgen did not write it");
-    // Nothing but the lock, which says no build is under way.
+    // Nothing but their file: no lock, no manifest.
     assert_eq!(
         tree_files(&out),
-        [
-            PathBuf::from(".dsrgen.lock"),
-            PathBuf::from("hosts/web1/etc/sysctl.d/90-dsrgen.conf")
-        ]
+        [PathBuf::from("hosts/web1/etc/sysctl.d/90-dsrgen.conf")]
     );
-    assert_eq!(std::fs::read(out.join(".dsrgen.lock")).expect("read"), b"");
     check(&minimal, &out).code(2);
     // Identical content is taken over, not a conflict.
     let taken = TempDir::new("take-over");
@@ -232,7 +228,7 @@ fn check_of_a_missing_folder_shows_every_file_as_added() {
 }
 
 #[test]
-fn a_corrupt_manifest_prunes_nothing() {
+fn a_corrupt_manifest_stops_the_build_and_says_how_to_recover() {
     let tmp = TempDir::new("corrupt");
     let inventory = tmp.join("inventory.yaml");
     let out = tmp.join("out");
@@ -240,12 +236,36 @@ fn a_corrupt_manifest_prunes_nothing() {
         std::fs::read_to_string(root().join("fixtures/valid/minimal.yaml")).expect("read");
     std::fs::write(&inventory, format!("{minimal}{API_CLUSTER}")).expect("write");
     build(&inventory, &out).code(0);
-    std::fs::write(out.join("manifest.json"), "{ not json").expect("corrupt");
+    let good = std::fs::read(out.join("manifest.json")).expect("read");
+    // A merge conflict left in it is enough.
+    let mut conflicted = b"<<<<<<< HEAD\n".to_vec();
+    conflicted.extend_from_slice(&good);
+    std::fs::write(out.join("manifest.json"), conflicted).expect("corrupt");
     std::fs::write(&inventory, &minimal).expect("drop api");
-    // web1's script must change, and without a manifest nothing proves that
-    // dsrgen wrote it: the build refuses rather than guess.
+    let before = tree_files(&out);
     build(&inventory, &out)
         .code(2)
+        .stderr_has("manifest.json`: it is unusable (")
+        .stderr_has("restore it (from version control, for example), or build with --adopt");
+    assert_eq!(tree_files(&out), before);
+    // --adopt goes on without it: what matches is taken over, and web1's
+    // script, which must change, is in the way.
+    build_with(&inventory, &out, &["--adopt"])
+        .code(2)
         .stderr_has("warning: cannot use")
+        .stderr_has("with --adopt, nothing will be pruned")
         .stderr_has("dsrgen did not write it");
+    // Restored, the manifest leads the build again.
+    std::fs::write(out.join("manifest.json"), good).expect("restore");
+    build(&inventory, &out).code(0).stdout_has(" removed");
+}
+
+fn build_with(inventory: &Path, out: &Path, args: &[&str]) -> crate::support::Output {
+    Test::new()
+        .arg("build")
+        .arg(inventory)
+        .arg("--out")
+        .arg(out)
+        .args(args.iter().copied())
+        .run()
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ fn minimal() -> PathBuf {
     root().join("fixtures/valid/minimal.yaml")
 }
 
-/// Every file of a tree with its bytes, the lock and temporaries left out.
+/// Every file of a tree with its bytes, temporaries left out.
 fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     tree_files(dir)
         .into_iter()
@@ -31,7 +32,7 @@ fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 fn is_bookkeeping(path: &Path) -> bool {
     let name = path.file_name().expect("named").to_string_lossy();
-    name == ".dsrgen.lock" || name.ends_with(".dsrgen-tmp")
+    name.ends_with(".dsrgen-tmp")
 }
 
 #[test]
@@ -256,8 +257,9 @@ fn builds_killed_at_random_points_converge() {
             contents(&dir)
         })
         .collect();
-    // A build that creates files first writes the union of the old manifest and
-    // the new one (its manifest of intent): a third valid manifest.
+    // A build that creates files first writes the manifest it found with the
+    // new files added (its manifest of intent), under the new inventory's
+    // name: after kills in a row, either tree's digests under either name.
     let manifests: Vec<Manifest> = fresh
         .iter()
         .map(|tree| {
@@ -265,13 +267,16 @@ fn builds_killed_at_random_points_converge() {
             Manifest::parse(text).expect("a manifest").0
         })
         .collect();
+    let manifests = &manifests;
     let intents: Vec<Vec<u8>> = [(0, 1), (1, 0)]
         .iter()
-        .map(|&(new, old)| {
-            manifests[new]
-                .union(&manifests[old].files)
-                .to_json()
-                .into_bytes()
+        .flat_map(|&(new, old)| {
+            let intent = manifests[new].intent(&manifests[old].files);
+            manifests.iter().map(move |named| {
+                let mut intent = intent.clone();
+                intent.inventory.clone_from(&named.inventory);
+                intent.to_json().into_bytes()
+            })
         })
         .collect();
     let out = tmp.join("out");
@@ -300,7 +305,10 @@ fn builds_killed_at_random_points_converge() {
         std::thread::sleep(Duration::from_micros(rng.below(window)));
         let _ = child.kill(); // SIGKILL
         child.wait().expect("reap");
-        if std::fs::read(out.join(".dsrgen.lock")).is_ok_and(|l| !l.is_empty()) {
+        // A build under way gives the manifest the mode 0600.
+        if std::fs::metadata(out.join("manifest.json"))
+            .is_ok_and(|m| m.permissions().mode() & 0o777 == 0o600)
+        {
             interrupted += 1;
         }
 
@@ -336,5 +344,9 @@ fn builds_killed_at_random_points_converge() {
         .filter(|p| p.to_string_lossy().ends_with(".dsrgen-tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-    assert_eq!(std::fs::read(out.join(".dsrgen.lock")).expect("read"), b"");
+    let mode = std::fs::metadata(out.join("manifest.json"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
 }

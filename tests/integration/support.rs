@@ -14,6 +14,9 @@ pub fn root() -> PathBuf {
 #[derive(Debug, Default)]
 pub struct Test {
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    /// Seconds after which the run is killed (`timeout`, exit code 124).
+    timeout: Option<u32>,
 }
 
 impl Test {
@@ -31,9 +34,30 @@ impl Test {
         self
     }
 
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Kill the run after `seconds`: for inputs that could hang it.
+    pub fn timeout(mut self, seconds: u32) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+
     pub fn run(self) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_dsrgen"))
+        let mut command = match self.timeout {
+            Some(seconds) => {
+                let mut c = Command::new("timeout");
+                c.arg("-s").arg("KILL").arg(seconds.to_string());
+                c.arg(env!("CARGO_BIN_EXE_dsrgen"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_dsrgen")),
+        };
+        let output = command
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(root())
             .output()
             .expect("dsrgen runs");
