@@ -485,21 +485,9 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                     ba.vrrp.as_ref().expect("peer"),
                     bb.vrrp.as_ref().expect("peer"),
                 );
+                // Unrelated instances: `vrrp_router_ids` keeps their router
+                // ids apart on a segment.
                 if !ca.iter().any(|c| cb.contains(c)) {
-                    // VRRP (RFC 5798) tells instances on a segment apart by
-                    // router id alone: unrelated ones must not share it.
-                    if va.value.router_id == vb.value.router_id && one_segment(ba, bb) {
-                        self.v
-                            .error(
-                                format!(
-                                    "balancer `{}`: router_id {} is already used by `{}` on the same segment, which serves other clusters; VRRP would take them for one instance",
-                                    bb.name, vb.value.router_id, ba.name
-                                ),
-                                vb.span,
-                            )
-                            .notes
-                            .push((format!("`{}`'s vrrp is here", ba.name), va.span));
-                    }
                     continue;
                 }
                 if va.value.router_id != vb.value.router_id {
@@ -658,12 +646,12 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                     continue;
                 }
                 let (ba, bb) = (&self.balancers[*a], &self.balancers[*b]);
-                let same_segment = match (&ba.addrs.v4, &bb.addrs.v4) {
-                    (Some(x), Some(y)) => x.value.trunc() == y.value.trunc(),
-                    _ => false,
-                };
+                // VRRP (RFC 5798) tells instances on a segment apart by router
+                // id alone.
                 let shared = ids_a.clone().find(|id| ids_b.contains(id));
-                if same_segment && let Some(id) = shared {
+                if one_segment(ba, bb)
+                    && let Some(id) = shared
+                {
                     let (va, vb) = (
                         ba.vrrp.as_ref().expect("vrrp"),
                         bb.vrrp.as_ref().expect("vrrp"),

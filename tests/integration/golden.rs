@@ -216,6 +216,29 @@ fn invalid_fixtures_cover_every_rule() {
             "group on an engine without marks",
             "cannot serve several ports as one service",
         ),
+        (
+            "sorry server among the backends",
+            "a sorry server stands in for them all",
+        ),
+        ("VRRP peers that disagree", "must agree on `advert_int`"),
+        (
+            "unrelated VRRP instances with one router id",
+            "both use router id 40 on one segment",
+        ),
+        ("router ids past 255", "VRRP's go up to 255"),
+        (
+            "priority with active_active",
+            "priorities come from the order of each cluster's balancers",
+        ),
+        ("sync with active_active", "`active_active` makes several"),
+        (
+            "preempt_delay without preemption",
+            "has no meaning with `preempt: false`",
+        ),
+        (
+            "two hosts with one address",
+            "is already the address of backend",
+        ),
         ("quoted number", "found string `80`"),
         ("YAML 1.1 boolean", "unknown engine `yes`"),
     ];
