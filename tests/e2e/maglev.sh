@@ -1,21 +1,24 @@
 #!/bin/sh
 # End-to-end proof of the nftables balancer at scale (issue 17), with files
-# dsrgen generated from tests/e2e/maglev.yaml (OUT8) and from the same
-# inventory without web5 (OUT7). Run by tests/integration/system.rs as:
-#   unshare --pid --fork --mount-proc --mount --net sh tests/e2e/maglev.sh OUT8 OUT7
+# dsrgen generated from tests/e2e/maglev.yaml (OUT8), from the same
+# inventory without web5 (OUT7) and with web5 drained, weight 0 (DRAINED).
+# Run by tests/integration/system.rs as:
+#   unshare --pid --fork --mount-proc --mount --net sh tests/e2e/maglev.sh OUT8 OUT7 DRAINED
 # so that every namespace and process it creates dies with it.
 #
 # 1. Thousands of UDP flows from distinct client ports reach the eight
 #    backends in proportion to their weights.
 # 2. A router's ICMP "fragmentation needed" about one flow reaches the
 #    backend serving it, whose route cache then holds the lowered MTU.
-# 3. Applying OUT7 moves the flows of web5 and no other.
+# 3. Applying OUT7 moves the flows of web5 and no other; so does applying
+#    DRAINED, where web5 is still a backend of the balancer.
 # 4. Negative control: without the pinned flows, the Maglev table alone moves
 #    some flows whose backend stayed.
 set -eu
 
 OUT8=$1
 OUT7=$2
+DRAINED=$3
 HERE=$(dirname "$0")
 VIP=198.51.100.181
 CLIENT=198.51.100.100
@@ -121,9 +124,13 @@ for web in $WEBS; do
 	fi
 done
 
-# 3. Remove web5 and apply: only web5's flows move.
+# 3. Drain web5 and apply, then remove it and apply: only web5's flows move,
+#    the same way both times.
+ip netns exec lb nft -f "$DRAINED/hosts/lb/etc/nftables.d/dsrgen.nft"
+ask drained
 ip netns exec lb nft -f "$OUT7/hosts/lb/etc/nftables.d/dsrgen.nft"
 ask after
+cmp -s "$WORK/drained" "$WORK/after" || fail "draining web5 and removing it sent flows to different backends"
 moves() {
 	awk 'NR == FNR { was[$1] = $2; next }
 		$2 != was[$1] { moved++; if (was[$1] != "web5") stayed++ }

@@ -605,24 +605,29 @@ fn nftables_keeps_flows_and_forwards_icmp_errors_end_to_end() {
     ) {
         return;
     }
-    let inventory = root().join("tests/e2e/maglev.yaml");
+    let text = std::fs::read_to_string(root().join("tests/e2e/maglev.yaml"))
+        .expect("read tests/e2e/maglev.yaml");
     let eight = built("tests/e2e/maglev.yaml");
-    let text = std::fs::read_to_string(&inventory).expect("read tests/e2e/maglev.yaml");
-    let without = text.replace("web4, web5, web6", "web4, web6");
-    assert_ne!(
-        text, without,
-        "web5 is no longer listed in tests/e2e/maglev.yaml"
-    );
-    let dir = TempDir::new("maglev7");
-    let seven_yaml = dir.path().join("maglev.yaml");
-    std::fs::write(&seven_yaml, without).expect("write the inventory without web5");
-    let seven = TempDir::new("system");
-    Test::new()
-        .args(["build"])
-        .arg(&seven_yaml)
-        .arg("--out")
-        .arg(seven.path())
-        .run()
-        .code(0);
-    end_to_end("maglev.sh", &[eight.path(), seven.path()]);
+    let variant = |from: &str, to: &str| {
+        let changed = text.replace(from, to);
+        assert_ne!(
+            text, changed,
+            "tests/e2e/maglev.yaml no longer has `{from}`"
+        );
+        let dir = TempDir::new("maglev");
+        let yaml = dir.path().join("maglev.yaml");
+        std::fs::write(&yaml, changed).expect("write a variant of the inventory");
+        let out = TempDir::new("system");
+        Test::new()
+            .arg("build")
+            .arg(&yaml)
+            .arg("--out")
+            .arg(out.path())
+            .run()
+            .code(0);
+        out
+    };
+    let seven = variant("web4, web5, web6", "web4, web6");
+    let drained = variant("{ web1: 2 }", "{ web1: 2, web5: 0 }");
+    end_to_end("maglev.sh", &[eight.path(), seven.path(), drained.path()]);
 }
