@@ -28,33 +28,12 @@ FIRST=20000
 WORK=$(mktemp -d)
 WEBS="web1 web2 web3 web4 web5 web6 web7 web8"
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-# Poll until "$@" succeeds, for at most 5 s.
-wait_for() {
-	deadline=$(($(date +%s) + 5))
-	until "$@" >/dev/null 2>&1; do
-		[ "$(date +%s)" -lt "$deadline" ] || fail "timed out waiting for: $*"
-		sleep 0.05
-	done
-}
-
-mkdir -p /run/netns
-mount -t tmpfs tmpfs /run/netns
-
-ip link set lo up
-ip link add br0 type bridge
-ip link set br0 up
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 n=0
 for host in client router lb $WEBS; do
 	n=$((n + 1))
-	ip netns add "$host"
-	ip link add "v-$host" type veth peer name eth0 netns "$host"
-	ip link set "v-$host" master br0 up
-	ip -n "$host" link set lo up
+	add_host "$host"
 	ip -n "$host" link set eth0 address "$(printf '02:00:00:00:01:%02x' $n)"
 done
 ip -n client addr add $CLIENT/24 dev eth0
