@@ -1,9 +1,9 @@
 #!/bin/sh
 # End-to-end proof of the nftables balancer at scale (issue 17), with files
 # dsrgen generated from tests/e2e/maglev.yaml (OUT8), from the same
-# inventory without web5 (OUT7) and with web5 drained, weight 0 (DRAINED).
-# Run by tests/integration/system.rs as:
-#   unshare --pid --fork --mount-proc --mount --net sh tests/e2e/maglev.sh OUT8 OUT7 DRAINED
+# inventory without web5 (OUT7), with web5 drained, weight 0 (DRAINED), and
+# with `persistence: 300` (PERSISTENT). Run by tests/integration/system.rs as:
+#   unshare --pid --fork --mount-proc --mount --net sh tests/e2e/maglev.sh OUT8 OUT7 DRAINED PERSISTENT
 # so that every namespace and process it creates dies with it.
 #
 # 1. Thousands of UDP flows from distinct client ports reach the eight
@@ -14,11 +14,14 @@
 #    DRAINED, where web5 is still a backend of the balancer.
 # 4. Negative control: without the pinned flows, the Maglev table alone moves
 #    some flows whose backend stayed.
+# 5. An ICMP error follows a pinned flow whose table slot moved.
+# 6. With persistence, every flow of the client goes to one backend.
 set -eu
 
 OUT8=$1
 OUT7=$2
 DRAINED=$3
+PERSISTENT=$4
 HERE=$(dirname "$0")
 VIP=198.51.100.181
 CLIENT=198.51.100.100
@@ -156,5 +159,13 @@ if ip -n "$table" route get $CLIENT | grep -q "mtu 1200"; then
 	fail "the frag-needed for port $port went to $table, the table's pick, not to $pinned, which holds the flow"
 fi
 echo "port $port, pinned to $pinned (the table now says $table): the frag-needed reached $pinned"
+
+# 6. Persistence: all the client's flows to the backend of its first.
+ip netns exec lb nft -f "$PERSISTENT/hosts/lb/etc/nftables.d/dsrgen.nft"
+FLOWS=500
+ask persistent
+backends=$(awk '{ print $2 }' "$WORK/persistent" | sort -u)
+echo "with persistence, $FLOWS flows of one client went to: $backends"
+[ "$(echo "$backends" | wc -l)" -eq 1 ] || fail "persistence: one client's flows went to several backends"
 
 echo "PASS"

@@ -596,7 +596,8 @@ fn direct_server_return_works_end_to_end() {
 
 /// Issue 17 in the lab, `tests/e2e/maglev.sh`: eight backends, thousands of
 /// flows; shares follow weights, removing web5 moves web5's flows only, ICMP
-/// "fragmentation needed" reaches the flow's backend.
+/// "fragmentation needed" reaches the flow's backend, persistence keeps a
+/// client on one backend.
 #[test]
 fn nftables_keeps_flows_and_forwards_icmp_errors_end_to_end() {
     if !can_run(
@@ -629,5 +630,14 @@ fn nftables_keeps_flows_and_forwards_icmp_errors_end_to_end() {
     };
     let seven = variant("web4, web5, web6", "web4, web6");
     let drained = variant("{ web1: 2 }", "{ web1: 2, web5: 0 }");
-    end_to_end("maglev.sh", &[eight.path(), seven.path(), drained.path()]);
+    let persistent = variant("protocol: udp", "protocol: udp\n        persistence: 300");
+    end_to_end(
+        "maglev.sh",
+        &[
+            eight.path(),
+            seven.path(),
+            drained.path(),
+            persistent.path(),
+        ],
+    );
 }
