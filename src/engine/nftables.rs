@@ -32,8 +32,8 @@ const PIN_MAP_SIZE: u32 = 262_144;
 /// apart. A service takes the smallest one with `ENTRIES_PER_BACKEND`
 /// entries per live backend, the largest if none has. Table entries cost
 /// `nft -f` time and memory: the L benchmark's director (1,281 services of 5
-/// to 50 backends, 155,000 entries at 3 per backend) loads in 1.2 s and
-/// 260 MB here, at 4 per backend in 1.4 s (2.1 s reloading) and 310 MB, at
+/// to 50 backends, 136,025 table entries at 3 per backend) loads in 1.2 s and
+/// 251 MB here (1.6 s over itself), at 4 per backend in 1.4 s (2.1 s) and 310 MB, at
 /// 8 in 4 s and 615 MB, over the 2 s and 500 MB it must stay under. Fewer
 /// entries per backend move more flows that are not pinned when a backend
 /// leaves: 1/N plus up to 18 points of the table at 3 per backend (the table
