@@ -15,32 +15,10 @@ WEB1_MAC=02:00:00:00:00:11
 WEB2_MAC=02:00:00:00:00:12
 WORK=$(mktemp -d)
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-# Poll until "$@" succeeds, for at most 5 s.
-wait_for() {
-	deadline=$(($(date +%s) + 5))
-	until "$@" >/dev/null 2>&1; do
-		[ "$(date +%s)" -lt "$deadline" ] || fail "timed out waiting for: $*"
-		sleep 0.05
-	done
-}
-
-# Named network namespaces live in a tmpfs of this mount namespace only.
-mkdir -p /run/netns
-mount -t tmpfs tmpfs /run/netns
-
-ip link set lo up
-ip link add br0 type bridge
-ip link set br0 up
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 for host in client lb web1 web2; do
-	ip netns add "$host"
-	ip link add "v-$host" type veth peer name eth0 netns "$host"
-	ip link set "v-$host" master br0 up
-	ip -n "$host" link set lo up
+	add_host "$host"
 done
 ip -n client link set eth0 address 02:00:00:00:00:99
 ip -n lb link set eth0 address $LB_MAC

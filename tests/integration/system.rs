@@ -563,9 +563,36 @@ fn nft_accepts_every_generated_ruleset_and_reloads_it_atomically() {
     }
 }
 
-/// TESTING.md's end-to-end proof, run by `tests/e2e/dsr.sh` in a PID, mount and
-/// network namespace of its own: whatever happens, every namespace and process
-/// it made dies with it.
+/// Run an end-to-end script of `tests/e2e/` with `args` in a PID, mount and
+/// network namespace of its own: whatever happens, every namespace and
+/// process it made dies with it. Returns its output, which ends in PASS.
+fn end_to_end(script: &str, args: &[&Path]) -> String {
+    let started = std::time::Instant::now();
+    let run = Command::new("timeout")
+        .args([
+            "60",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--mount",
+            "--net",
+            "sh",
+        ])
+        .arg(root().join("tests/e2e").join(script))
+        .args(args)
+        .output()
+        .expect("run the end-to-end script");
+    let took = started.elapsed();
+    assert_success(script, &run);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(stdout.ends_with("PASS\n"));
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    println!("{script}: {took:?}\n{stdout}");
+    stdout
+}
+
+/// TESTING.md's end-to-end proof, `tests/e2e/dsr.sh`.
 #[test]
 fn direct_server_return_works_end_to_end() {
     let tools = [
@@ -581,29 +608,54 @@ fn direct_server_return_works_end_to_end() {
         return;
     }
     let out = built("fixtures/valid/nftables.yaml");
-    let started = std::time::Instant::now();
-    let run = Command::new("timeout")
-        .args([
-            "60",
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--mount",
-            "--net",
-            "sh",
-        ])
-        .arg(root().join("tests/e2e/dsr.sh"))
-        .arg(out.path())
-        .output()
-        .expect("run the end-to-end script");
-    let took = started.elapsed();
-    assert_success("tests/e2e/dsr.sh", &run);
-    assert!(String::from_utf8_lossy(&run.stdout).ends_with("PASS\n"));
-    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
-    println!(
-        "end to end: {took:?}\n{}",
-        String::from_utf8_lossy(&run.stdout)
+    end_to_end("dsr.sh", &[out.path()]);
+}
+
+/// Issue 17 in the lab, `tests/e2e/maglev.sh`: eight backends, thousands of
+/// flows; shares follow weights, removing web5 moves web5's flows only, ICMP
+/// "fragmentation needed" reaches the flow's backend, persistence keeps a
+/// client on one backend.
+#[test]
+fn nftables_keeps_flows_and_forwards_icmp_errors_end_to_end() {
+    if !can_run(
+        "maglev end to end",
+        &["unshare", "ip", "nft", "ss", "/usr/bin/python3"],
+    ) {
+        return;
+    }
+    let text = std::fs::read_to_string(root().join("tests/e2e/maglev.yaml"))
+        .expect("read tests/e2e/maglev.yaml");
+    let eight = built("tests/e2e/maglev.yaml");
+    let variant = |from: &str, to: &str| {
+        let changed = text.replace(from, to);
+        assert_ne!(
+            text, changed,
+            "tests/e2e/maglev.yaml no longer has `{from}`"
+        );
+        let dir = TempDir::new("maglev");
+        let yaml = dir.path().join("maglev.yaml");
+        std::fs::write(&yaml, changed).expect("write a variant of the inventory");
+        let out = TempDir::new("system");
+        Test::new()
+            .arg("build")
+            .arg(&yaml)
+            .arg("--out")
+            .arg(out.path())
+            .run()
+            .code(0);
+        out
+    };
+    let seven = variant("web4, web5, web6", "web4, web6");
+    let drained = variant("{ web1: 2 }", "{ web1: 2, web5: 0 }");
+    let persistent = variant("protocol: udp", "protocol: udp\n        persistence: 300");
+    end_to_end(
+        "maglev.sh",
+        &[
+            eight.path(),
+            seven.path(),
+            drained.path(),
+            persistent.path(),
+        ],
     );
 }
 
