@@ -5,10 +5,12 @@
 //! rule uses, and the assembly of the model. Errors never stop the walk: a
 //! user fixing an inventory in review wants the whole list.
 
+mod checks;
 mod cluster;
 mod health;
 mod item;
 mod port;
+mod vrrp;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
