@@ -381,6 +381,7 @@ pub struct Port {
     pub on_failure: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub quorum: Option<Value>,
+    pub hysteresis: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub sorry: Option<Value>,
     pub backends: Option<Spanned<List<Scalar>>>,

@@ -457,6 +457,9 @@ pub struct Port {
     pub on_failure: OnFailure,
     /// The least total weight of healthy backends for the service to be up.
     pub quorum: Option<u32>,
+    /// How far the healthy weight may swing around `quorum` before the
+    /// service goes up or down: a flap dampener.
+    pub hysteresis: u32,
     /// The backend that takes the service's traffic when too few others are
     /// healthy; it holds the cluster address like any backend.
     pub sorry: Option<Name>,

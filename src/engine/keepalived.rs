@@ -74,6 +74,7 @@ pub struct KeepalivedService {
     /// leaving the service.
     pub inhibit: bool,
     pub quorum: Option<u32>,
+    pub hysteresis: u32,
     /// `sorry_server`: the address, and the port unless the service is a
     /// port group.
     pub sorry: Option<String>,
@@ -315,6 +316,7 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
                 persistence: Some(s.port.persistence).filter(|&p| p > 0),
                 inhibit: s.port.on_failure == OnFailure::Drain,
                 quorum: s.port.quorum,
+                hysteresis: s.port.hysteresis,
                 sorry: s.port.sorry.as_ref().and_then(|name| {
                     let address = super::backend_address(b.model, name, s.address)?;
                     Some(match mark {

@@ -134,7 +134,7 @@ impl ClusterPass<'_, '_> {
         raw: &raw::Port,
         ctx: &str,
         engines: &BTreeSet<Engine>,
-    ) -> (Option<OnFailure>, Result<Option<u32>, Reported>) {
+    ) -> Option<FailurePolicy> {
         let on_failure = match &raw.on_failure {
             None => Some(self.defaults.on_failure),
             Some(v) => self
@@ -149,7 +149,28 @@ impl ClusterPass<'_, '_> {
                 .map(|q| Some(u32::try_from(q).expect("range checked")))
                 .ok_or(Reported),
         };
-        for (field, value) in [("on_failure", &raw.on_failure), ("quorum", &raw.quorum)] {
+        let hysteresis = match (&raw.hysteresis, &quorum) {
+            (None, _) => Ok(0),
+            (Some(v), Ok(None)) => {
+                self.v.error(
+                    format!("{ctx}: `hysteresis` dampens `quorum`, and the port has none"),
+                    v.span,
+                );
+                Err(Reported)
+            }
+            (Some(v), Ok(Some(q))) => {
+                match self.v.int(v, "hysteresis", ctx, 0..=i128::from(*q) - 1) {
+                    Some(h) => Ok(u32::try_from(h).expect("range checked")),
+                    None => Err(Reported),
+                }
+            }
+            (Some(_), Err(Reported)) => Err(Reported),
+        };
+        for (field, value) in [
+            ("on_failure", &raw.on_failure),
+            ("quorum", &raw.quorum),
+            ("hysteresis", &raw.hysteresis),
+        ] {
             if let Some(value) = value
                 && let Some(engine) = engines.iter().find(|e| !e.honours_failure_policy())
             {
@@ -161,7 +182,11 @@ impl ClusterPass<'_, '_> {
                 );
             }
         }
-        (on_failure, quorum)
+        Some(FailurePolicy {
+            on_failure: on_failure?,
+            quorum: quorum.ok()?,
+            hysteresis: hysteresis.ok()?,
+        })
     }
 
     /// The sorry server: a backend of the segment that is not already one of
@@ -232,4 +257,11 @@ pub(super) enum Sorry {
     Backend(usize),
     /// Reported.
     Invalid,
+}
+
+/// What a balancer does with a backend that fails its checks.
+pub(super) struct FailurePolicy {
+    pub(super) on_failure: OnFailure,
+    pub(super) quorum: Option<u32>,
+    pub(super) hysteresis: u32,
 }

@@ -90,7 +90,7 @@ impl ClusterPass<'_, '_> {
                 .map(|p| u32::try_from(p).expect("range checked")),
         };
         let health = self.port_health(raw, &ctx, number, protocol, &engines);
-        let (on_failure, quorum) = self.failure_policy(raw, &ctx, &engines);
+        let policy = self.failure_policy(raw, &ctx, &engines);
 
         let members = self.members(
             raw,
@@ -111,8 +111,9 @@ impl ClusterPass<'_, '_> {
                 hash_scheduler: hash_scheduler?,
                 persistence: persistence?,
                 health: health?,
-                on_failure: on_failure?,
-                quorum: quorum.ok()?,
+                on_failure: policy.as_ref()?.on_failure,
+                quorum: policy.as_ref()?.quorum,
+                hysteresis: policy.as_ref()?.hysteresis,
                 sorry: match sorry {
                     Sorry::None => None,
                     Sorry::Backend(i) => Some(self.backends[i].name.clone()),

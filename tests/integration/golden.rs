@@ -239,6 +239,7 @@ fn invalid_fixtures_cover_every_rule() {
             "two hosts with one address",
             "is already the address of backend",
         ),
+        ("hysteresis without quorum", "`hysteresis` dampens `quorum`"),
         ("quoted number", "found string `80`"),
         ("YAML 1.1 boolean", "unknown engine `yes`"),
     ];
