@@ -182,6 +182,18 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 80), handler).serve_forever()
 	done
 }
 
+# backends TREE HOST...: on each backend, its ARP settings and addresses from
+# TREE (with the manifest's reload commands), then its web server.
+backends() {
+	tree=$1
+	shift
+	for web in "$@"; do
+		apply "$tree" "$web" etc/sysctl.d/90-dsrgen.conf
+		apply "$tree" "$web" usr/local/sbin/dsrgen-vips
+	done
+	start_web "$@"
+}
+
 stop_web() {
 	kill "$(cat "$WORK/web-$1.pid")"
 	wait_for 5 not ip netns exec "$1" curl --noproxy '*' -s --max-time 1 http://127.0.0.1/

@@ -12,11 +12,7 @@ TREE=$SCRATCH/${DSRGEN_UML_TREE:-sync}
 VIP=198.51.100.181
 
 hosts client lb1 lb2 web1 web2
-for web in web1 web2; do
-	apply "$TREE" "$web" etc/sysctl.d/90-dsrgen.conf
-	apply "$TREE" "$web" usr/local/sbin/dsrgen-vips
-done
-start_web web1 web2
+backends "$TREE" web1 web2
 for lb in lb1 lb2; do
 	deploy "$TREE" "$lb"
 done

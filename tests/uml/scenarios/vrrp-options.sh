@@ -22,11 +22,7 @@ hosts client lb1 lb2 lb3 web1 web2
 for port in client lb1 lb2 lb3 web1 web2; do
 	bridge link set dev "v-$port" mcast_flood off
 done
-for web in web1 web2; do
-	apply "$TREE" "$web" etc/sysctl.d/90-dsrgen.conf
-	apply "$TREE" "$web" usr/local/sbin/dsrgen-vips
-done
-start_web web1 web2
+backends "$TREE" web1 web2
 
 # secret LB PASSWORD: the host-only file the generated configuration includes.
 secret() {

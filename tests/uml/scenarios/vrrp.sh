@@ -13,11 +13,7 @@ VIP=198.51.100.181
 FAILOVER_MS=5000
 
 hosts client lb1 lb2 web1 web2
-for web in web1 web2; do
-	apply "$TREE" "$web" etc/sysctl.d/90-dsrgen.conf
-	apply "$TREE" "$web" usr/local/sbin/dsrgen-vips
-done
-start_web web1 web2
+backends "$TREE" web1 web2
 
 # serves_through LB PORT: a request from client port PORT is answered, and
 # LB's IPVS forwarded it.
