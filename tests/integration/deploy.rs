@@ -19,8 +19,12 @@ const RECORDER: &str = r#"#!/bin/sh
 log=$1; host_root=$2; shift 2
 echo "$*" >> "$log"
 case "$*" in
-"/usr/local/sbin/dsrgen-vips up") exec "$host_root/usr/local/sbin/dsrgen-vips" up ;;
-"/usr/local/sbin/dsrgen-vips down") exec "$host_root/usr/local/sbin/dsrgen-vips" down ;;
+"/usr/local/sbin/dsrgen-vips "*)
+	# The host's /run (where the script records what it added) is a folder
+	# next to its root, bound in a mount namespace of the command's own.
+	mkdir -p "$host_root.run"
+	exec unshare --mount sh -c 'mount --bind "$1" /run && exec "$2/usr/local/sbin/dsrgen-vips" "$3"' \
+		sh "$host_root.run" "$host_root" "${*##* }" ;;
 esac
 "#;
 
