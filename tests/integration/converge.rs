@@ -16,6 +16,7 @@ use std::process::Command;
 use dsrgen::model::Model;
 
 use crate::support::{TempDir, build};
+use crate::system::assert_success;
 
 /// One inventory version: the clusters (name, id, address, backends,
 /// drained backends) and the backends that exist.
@@ -255,17 +256,6 @@ fn in_host_namespace(script: &str) -> std::process::Output {
         .args(["60", "unshare", "--net", "--mount", "sh", "-euc", script])
         .output()
         .expect("run unshare")
-}
-
-#[track_caller]
-fn assert_success(what: &str, output: &std::process::Output) {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 struct Sequence {

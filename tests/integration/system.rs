@@ -62,7 +62,7 @@ fn in_namespace(script: &str, mount: bool) -> std::process::Output {
 }
 
 #[track_caller]
-fn assert_success(what: &str, output: &std::process::Output) {
+pub fn assert_success(what: &str, output: &std::process::Output) {
     assert!(
         output.status.success(),
         "{what} failed ({}):\n--- stdout\n{}--- stderr\n{}",
