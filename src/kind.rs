@@ -141,6 +141,24 @@ impl FileKind {
         }
     }
 
+    /// The command that removes what an earlier version of the file held and
+    /// this one does not, run once the balancers no longer forward to it
+    /// (`reload` only ever adds).
+    pub const fn prune(self) -> Option<&'static str> {
+        match self {
+            FileKind::Script => Some("/usr/local/sbin/dsrgen-vips prune"),
+            FileKind::Sysctl
+            | FileKind::Service
+            | FileKind::Network
+            | FileKind::Netdev
+            | FileKind::Marks
+            | FileKind::Keepalived
+            | FileKind::Ipvsadm
+            | FileKind::Nftables
+            | FileKind::Dispatcher => None,
+        }
+    }
+
     pub fn template(self) -> &'static str {
         self.declaration().template
     }

@@ -2,22 +2,25 @@
 //! mode, sha256 and the command that makes the host pick it up. It is what
 //! dsrgen owns in the output folder: the next build prunes only what it lists.
 //!
-//! The format carries its own version (`"format": 1`), never dsrgen's, so an
-//! upgrade of dsrgen leaves an unchanged tree byte-identical.
+//! The format carries its own version (`"format": 2`), never dsrgen's, so an
+//! upgrade of dsrgen leaves an unchanged tree byte-identical. Format 2 added
+//! `rollout`, the order in which a fleet picks a new tree up; a format-1
+//! manifest (from an older dsrgen) is still read, so that the next build
+//! knows what it owns.
 
 use crate::diagnostic::shown;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::Name;
-use crate::plan::PlannedFile;
+use crate::plan::{PlannedFile, Role};
 
 pub const FILE_NAME: &str = "manifest.json";
 pub const FILE_MODE: u32 = 0o644;
 /// The manifest's mode while a build is under way: one that is found with it
 /// was left by a build killed before it finished.
 pub const INTENT_MODE: u32 = 0o600;
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +30,35 @@ pub struct Manifest {
     pub inventory: String,
     /// Sorted by host, then path.
     pub files: Vec<Entry>,
+    /// What each host runs in which phase, in the order to run it. Absent
+    /// from format 1.
+    #[serde(default)]
+    pub rollout: Vec<Step>,
+}
+
+/// The phases of a rollout, in order: additions reach backends before the
+/// balancers forward to them, and removals reach the balancers before the
+/// backends stop holding what they forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Backends put the new tree in place and add what it adds.
+    Up,
+    /// Balancers reload (and, with their own `dsrgen-vips`, add, then prune).
+    Reload,
+    /// Backends remove what the new tree no longer holds.
+    Prune,
+}
+
+/// One command a host runs in one phase, when one of `when` (paths of the
+/// host's files) changed or went away since the host last picked a tree up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub phase: Phase,
+    pub host: String,
+    pub run: String,
+    pub when: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,9 +89,11 @@ impl Manifest {
         inventory: &str,
         files: impl IntoIterator<Item = (&'a PlannedFile, &'a [u8])>,
     ) -> Self {
+        let files: Vec<(&PlannedFile, &[u8])> = files.into_iter().collect();
         Manifest {
             format: FORMAT,
             inventory: inventory.to_owned(),
+            rollout: rollout(files.iter().map(|(planned, _)| *planned)),
             files: files
                 .into_iter()
                 .map(|(planned, content)| Entry {
@@ -101,6 +135,7 @@ impl Manifest {
             format: self.format,
             inventory: self.inventory.clone(),
             files,
+            rollout: self.rollout.clone(),
         }
     }
 
@@ -109,9 +144,9 @@ impl Manifest {
     /// so is a second entry for one path.
     pub fn parse(text: &str) -> Result<(Self, Vec<String>), String> {
         let mut manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        if manifest.format != FORMAT {
+        if !(1..=FORMAT).contains(&manifest.format) {
             return Err(format!(
-                "it has format {}; this dsrgen reads format {FORMAT}",
+                "it has format {}; this dsrgen reads formats 1 to {FORMAT}",
                 manifest.format
             ));
         }
@@ -139,6 +174,55 @@ impl Manifest {
         });
         Ok((manifest, warnings))
     }
+}
+
+/// The steps of a rollout: a backend's reloads in phase `up` and its prune in
+/// phase `prune`; a balancer's reloads, then its prune, in phase `reload`.
+/// Each host's reloads in the order [`crate::kind::reload_order`] gives.
+fn rollout<'a>(files: impl IntoIterator<Item = &'a PlannedFile>) -> Vec<Step> {
+    use std::collections::BTreeMap;
+
+    let order = crate::kind::reload_order();
+    // (phase, host, rank) -> (command, paths); prunes rank after every reload.
+    let mut steps: BTreeMap<(Phase, String, usize), (&'static str, Vec<String>)> = BTreeMap::new();
+    for planned in files {
+        let host = planned.host.to_string();
+        let phase = match planned.role {
+            Role::Backend => Phase::Up,
+            Role::Balancer => Phase::Reload,
+        };
+        let rank = order
+            .iter()
+            .position(|r| *r == planned.reload())
+            .expect("every reload is in the declared order");
+        let mut add = |phase: Phase, rank: usize, run: &'static str| {
+            steps
+                .entry((phase, host.clone(), rank))
+                .or_insert_with(|| (run, Vec::new()))
+                .1
+                .push(planned.path.clone());
+        };
+        add(phase, rank, planned.reload());
+        if let Some(prune) = planned.kind.prune() {
+            let phase = match planned.role {
+                Role::Backend => Phase::Prune,
+                Role::Balancer => Phase::Reload,
+            };
+            add(phase, order.len(), prune);
+        }
+    }
+    steps
+        .into_iter()
+        .map(|((phase, host, _), (run, mut when))| {
+            when.sort();
+            Step {
+                phase,
+                host,
+                run: run.to_owned(),
+                when,
+            }
+        })
+        .collect()
 }
 
 /// A relative path of plain components only: no root, no empty, `.` or `..`
@@ -209,6 +293,7 @@ mod tests {
         assert_eq!(manifest.files.len(), 1);
         assert_eq!(warnings.len(), 2);
         assert!(Manifest::parse("{").is_err());
-        assert!(Manifest::parse(&text.replace("\"format\": 1", "\"format\": 2")).is_err());
+        assert!(Manifest::parse(&text.replace("\"format\": 1", "\"format\": 2")).is_ok());
+        assert!(Manifest::parse(&text.replace("\"format\": 1", "\"format\": 3")).is_err());
     }
 }

@@ -35,14 +35,19 @@ for host in client lb web1 web2; do
 	ip netns exec "$host" sysctl -q -w net.ipv4.tcp_max_tw_buckets=0
 done
 
+# vips HOST VERB: the host's dsrgen-vips from OUT (tests/e2e/lib.sh).
+vips() {
+	vips_from "$OUT" "$1" "$2"
+}
+
 # The balancer: its cluster address on eth0, and the nftables table.
-ip netns exec lb "$OUT/hosts/lb/usr/local/sbin/dsrgen-vips" up
+vips lb up
 ip netns exec lb nft -f "$OUT/hosts/lb/etc/nftables.d/dsrgen.nft"
 
 # The backends: loopback script (VIP on lo, scope host), and a web server
 # answering with the backend's name.
 for web in web1 web2; do
-	ip netns exec "$web" "$OUT/hosts/$web/usr/local/sbin/dsrgen-vips" up
+	vips "$web" up
 	mkdir -p "$WORK/$web"
 	echo "$web" >"$WORK/$web/index.html"
 	ip netns exec "$web" /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 \
@@ -113,7 +118,7 @@ done
 
 # 4. Negative control: on a backend whose loopback script was not run, the
 #    flows sent to it die; the others still work.
-ip netns exec web2 "$OUT/hosts/web2/usr/local/sbin/dsrgen-vips" down
+vips web2 down
 mkdir "$WORK/after"
 pids=
 while read -r port body; do

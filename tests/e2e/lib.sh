@@ -30,3 +30,14 @@ add_host() {
 	ip link set "v-$1" master br0 up
 	ip -n "$1" link set lo up
 }
+
+# vips_from TREE HOST VERB: the host's dsrgen-vips from TREE, with a /run of
+# the host's own (where the script records the addresses it added), so that
+# hosts do not share one record, nor write this machine's. WORK is the
+# caller's scratch folder.
+vips_from() {
+	mkdir -p "$WORK/run-$2"
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	ip netns exec "$2" unshare --mount sh -c 'mount --bind "$1" /run && exec "$2" "$3"' \
+		sh "$WORK/run-$2" "$1/hosts/$2/usr/local/sbin/dsrgen-vips" "$3"
+}

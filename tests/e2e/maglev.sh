@@ -51,10 +51,10 @@ for host in client router lb $WEBS; do
 	ip -n "$host" link set eth0 up
 done
 
-ip netns exec lb "$OUT8/hosts/lb/usr/local/sbin/dsrgen-vips" up
+vips_from "$OUT8" lb up
 ip netns exec lb nft -f "$OUT8/hosts/lb/etc/nftables.d/dsrgen.nft"
 for web in $WEBS; do
-	ip netns exec "$web" "$OUT8/hosts/$web/usr/local/sbin/dsrgen-vips" up
+	vips_from "$OUT8" "$web" up
 	ip netns exec "$web" sysctl -q -p "$OUT8/hosts/$web/etc/sysctl.d/90-dsrgen.conf"
 	ip netns exec "$web" /usr/bin/python3 "$HERE/udp.py" serve "$web" $VIP $PORT &
 done

@@ -1,11 +1,14 @@
 //! The Ansible role and the Puppet module of `contrib/`, run for real against
-//! this machine into temporary roots: the first run deploys exactly the files
-//! of the manifest with their modes and runs each reload once, the second run
-//! changes nothing, and after a cluster goes away a run removes the files that
-//! went with it and nothing else. Reload commands are recorded by a wrapper
-//! given as the command prefix; the one that changes the network,
-//! `dsrgen-vips up`, really runs the deployed script, inside a network
-//! namespace of the test's own (`unshare --net` around the whole run).
+//! this machine into temporary roots, for a fleet of a balancer and two
+//! backends rolled out phase by phase: the first rollout deploys exactly the
+//! files of the manifest with their modes and runs each reload once, the
+//! second changes nothing, and after a cluster goes away a rollout removes
+//! the files that went with it and nothing else, runs the backends' `prune`
+//! (and `down`) only after the balancer reloaded, and leaves no host holding
+//! the removed address. Reload commands are recorded by a wrapper given as
+//! the command prefix; the ones that change the network, `dsrgen-vips up`,
+//! `prune` and `down`, really run the deployed script, in the host's own
+//! network namespace (held by a process of the test's).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,17 +17,74 @@ use std::process::Command;
 use crate::support::{API_CLUSTER, TempDir, build, root, tree_files};
 
 /// The wrapper that stands for the reload commands: it logs each command per
-/// host, and runs the host's own deployed loopback script for real.
+/// host and in one log for the fleet, and runs the host's own deployed
+/// loopback script for real, in the host's namespaces (see [`Holder`]).
 const RECORDER: &str = r#"#!/bin/sh
-log=$1; host_root=$2; shift 2
+log=$1; host_root=$2; pid=$3; shift 3
 echo "$*" >> "$log"
+echo "${host_root##*/} $*" >> "${log%/*}/fleet.log"
 case "$*" in
-"/usr/local/sbin/dsrgen-vips up") exec "$host_root/usr/local/sbin/dsrgen-vips" up ;;
-"/usr/local/sbin/dsrgen-vips down") exec "$host_root/usr/local/sbin/dsrgen-vips" down ;;
+"/usr/local/sbin/dsrgen-vips "*)
+	exec nsenter -t "$pid" -n -m "$host_root/usr/local/sbin/dsrgen-vips" "${*##* }" ;;
 esac
 "#;
 
+/// A host's network namespace, and a mount namespace in which its /run (where
+/// `dsrgen-vips` records what it added) is a folder of the test's: held by a
+/// process of the test's own, killed by its id when the test ends.
+struct Holder {
+    child: std::process::Child,
+}
+
+impl Holder {
+    fn new(run: &Path, ready: &Path) -> Self {
+        std::fs::create_dir_all(run).expect("mkdir");
+        let child = Command::new("unshare")
+            .args(["--net", "--mount", "sh", "-euc"])
+            .arg(format!(
+                "mount --bind {run} /run
+                 ip link set lo up
+                 ip link add eth0 type veth peer name peer0
+                 ip link add eth2 type veth peer name peer2
+                 ip link set eth2 up
+                 ip addr add 192.0.2.73/24 dev eth2
+                 touch {ready}
+                 exec sleep 600",
+                run = run.display(),
+                ready = ready.display()
+            ))
+            .spawn()
+            .expect("start a namespace holder");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the namespace holder did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Self { child }
+    }
+
+    /// The addresses the host holds, as `ip -o addr` prints them.
+    fn addresses(&self) -> String {
+        let out = Command::new("nsenter")
+            .args(["-t", &self.child.id().to_string(), "-n", "ip", "-o", "addr"])
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 struct Lab {
+    holders: BTreeMap<&'static str, Holder>,
     tmp: TempDir,
     inventory: PathBuf,
     out: PathBuf,
@@ -36,7 +96,18 @@ impl Lab {
         std::fs::write(tmp.join("record.sh"), RECORDER).expect("write recorder");
         let inventory = tmp.join("inventory.yaml");
         let out = tmp.join("out");
+        let holders = HOSTS
+            .iter()
+            .map(|h| {
+                let holder = Holder::new(
+                    &tmp.join(format!("run-{h}")),
+                    &tmp.join(format!("{h}.ready")),
+                );
+                (*h, holder)
+            })
+            .collect();
         Self {
+            holders,
             tmp,
             inventory,
             out,
@@ -62,13 +133,72 @@ impl Lab {
             .collect()
     }
 
+    /// The commands of the whole fleet, as `<host> <command>`, in the order
+    /// they ran.
+    fn fleet_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.tmp.join("fleet.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn prefix(&self, host: &str) -> String {
         format!(
-            "sh {} {} {}",
+            "sh {} {} {} {}",
             self.tmp.join("record.sh").display(),
             self.tmp.join(format!("{host}.log")).display(),
-            self.host_root(host).display()
+            self.host_root(host).display(),
+            self.holders[host].child.id()
         )
+    }
+
+    /// After the change that removes `www` (192.0.2.181, id 1): the fleet ran
+    /// the backends' `up` before the balancer's reload, and their `prune` and
+    /// `down` after it; no host holds the removed address any more, and the
+    /// cluster that stays is in place.
+    fn assert_removal_converged(&self, since: usize) {
+        let log = &self.fleet_log()[since..];
+        let at = |line: &str| {
+            log.iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("`{line}` did not run:\n{}", log.join("\n")))
+        };
+        let reload = at("lb1 systemctl reload keepalived");
+        assert!(
+            at("web1 /usr/local/sbin/dsrgen-vips up") < reload,
+            "{log:#?}"
+        );
+        assert!(
+            at("lb1 /usr/local/sbin/dsrgen-vips prune") > reload,
+            "{log:#?}"
+        );
+        assert!(
+            at("web1 /usr/local/sbin/dsrgen-vips prune") > reload,
+            "{log:#?}"
+        );
+        assert!(
+            at("web2 /usr/local/sbin/dsrgen-vips down") > reload,
+            "{log:#?}"
+        );
+        for host in HOSTS {
+            let held = self.holders[host].addresses();
+            assert!(
+                !held.contains(" 192.0.2.181/"),
+                "{host} still holds the removed address:\n{held}"
+            );
+        }
+        assert!(
+            self.holders["web1"]
+                .addresses()
+                .contains("inet 192.0.2.182/32 scope host lo:2")
+        );
+        assert!(
+            self.holders["lb1"]
+                .addresses()
+                .contains("inet 192.0.2.182/24 scope global secondary eth2:2")
+        );
+        assert!(!self.holders["web2"].addresses().contains("lo:"));
     }
 
     /// The files the manifest lists for `host`, with their modes.
@@ -92,6 +222,7 @@ impl Lab {
         let mut got = tree_files(&host_root);
         got.retain(|p| {
             p != Path::new("var/lib/dsrgen/deployed.json")
+                && p != Path::new("var/lib/dsrgen/pending.json")
                 && !extra.contains(&&*p.to_string_lossy())
         });
         let want_paths: Vec<&PathBuf> = want.keys().collect();
@@ -129,21 +260,44 @@ const WWW: &str = "  www:
         backends: [web1, web2]
 ";
 
-/// The reloads of a backend's files, in the order both integrations run them.
-const RELOADS: [&str; 4] = [
+/// The hosts of the lab: the balancer and the backends of `minimal.yaml`.
+const HOSTS: [&str; 3] = ["lb1", "web1", "web2"];
+
+/// The reloads of a backend's files, in the order both integrations run them:
+/// phase `up`, then phase `prune`.
+const RELOADS: [&str; 5] = [
     "sysctl --system",
     "systemctl daemon-reload",
     "/usr/local/sbin/dsrgen-vips up",
     "networkctl reload",
+    "/usr/local/sbin/dsrgen-vips prune",
 ];
 
-/// What a backend that stops serving runs: its script takes its addresses
-/// down before it goes, and the other files' reloads run once more.
+/// The balancer's, all in phase `reload`: its addresses up, its tables, then
+/// what went pruned.
+const BALANCER_RELOADS: [&str; 4] = [
+    "systemctl daemon-reload",
+    "/usr/local/sbin/dsrgen-vips up",
+    "systemctl reload keepalived",
+    "/usr/local/sbin/dsrgen-vips prune",
+];
+
+fn reloads(host: &str) -> &'static [&'static str] {
+    if host == "lb1" {
+        &BALANCER_RELOADS
+    } else {
+        &RELOADS
+    }
+}
+
+/// What a backend that stops serving runs: the reloads of its files that went
+/// away in phase `up`, and its script's `down` (before the script goes) in
+/// phase `prune`, once the balancers no longer forward to it.
 const RELOADS_ON_REMOVAL: [&str; 4] = [
-    "/usr/local/sbin/dsrgen-vips down",
     "sysctl --system",
     "systemctl daemon-reload",
     "networkctl reload",
+    "/usr/local/sbin/dsrgen-vips down",
 ];
 
 fn inventories() -> (String, String) {
@@ -172,12 +326,12 @@ fn run(mut command: Command) -> String {
 
 #[test]
 fn the_ansible_role_deploys_prunes_and_reloads_once() {
-    if !crate::system::can_run("ansible role", &["ansible-playbook", "unshare"]) {
+    if !crate::system::can_run("ansible role", &["ansible-playbook", "unshare", "nsenter"]) {
         return;
     }
     let lab = Lab::new("ansible");
     let (both, api_only) = inventories();
-    let hosts: Vec<String> = ["web1", "web2"]
+    let hosts: Vec<String> = HOSTS
         .iter()
         .map(|h| {
             format!(
@@ -189,20 +343,17 @@ fn the_ansible_role_deploys_prunes_and_reloads_once() {
         .collect();
     let hosts = hosts.join("\n") + "\n";
     std::fs::write(lab.tmp.join("hosts.ini"), hosts).expect("write");
-    // The README's two-line playbook, pointed at this lab's output folder.
-    std::fs::write(
-        lab.tmp.join("site.yml"),
-        format!(
-            "- hosts: all\n  roles: [{{ role: dsrgen, dsrgen_output: {} }}]\n",
-            lab.out.display()
-        ),
-    )
-    .expect("write");
+    // The fleet playbook of contrib/, pointed at this lab's output folder.
+    let site = std::fs::read_to_string(root().join("contrib/ansible/site.yml")).expect("read");
+    let site = site.replace(
+        "\"{{ playbook_dir }}/../../out\"",
+        &lab.out.display().to_string(),
+    );
+    assert_eq!(site.matches(&*lab.out.display().to_string()).count(), 3);
+    std::fs::write(lab.tmp.join("site.yml"), site).expect("write");
     let playbook = || {
-        let mut c = Command::new("unshare");
-        // One host at a time: here every host's `dsrgen-vips up` runs in the
-        // same namespace, and two at once would race to add the same address.
-        c.args(["--net", "ansible-playbook", "--forks", "1", "-i"])
+        let mut c = Command::new("ansible-playbook");
+        c.args(["--forks", "1", "-i"])
             .arg(lab.tmp.join("hosts.ini"))
             .arg(lab.tmp.join("site.yml"))
             .env("ANSIBLE_ROLES_PATH", root().join("contrib/ansible/roles"))
@@ -216,43 +367,48 @@ fn the_ansible_role_deploys_prunes_and_reloads_once() {
             .unwrap_or_else(|| panic!("no recap for {host} in:\n{text}"))
             .to_owned()
     };
-    let reloads = RELOADS;
 
     lab.build(&both);
     let first = playbook();
-    for host in ["web1", "web2"] {
+    for host in HOSTS {
         assert!(recap(&first, host).contains("failed=0"), "{first}");
         lab.assert_deployed(host, &[]);
-        assert_eq!(lab.log(host), reloads, "{host}: each reload once, in order");
+        assert_eq!(
+            lab.log(host),
+            reloads(host),
+            "{host}: each reload once, in order"
+        );
     }
 
     let second = playbook();
-    for host in ["web1", "web2"] {
+    for host in HOSTS {
         assert!(recap(&second, host).contains(" changed=0 "), "{second}");
         assert_eq!(
             lab.log(host).len(),
-            reloads.len(),
+            reloads(host).len(),
             "{host}: reloads on a run that changed nothing"
         );
     }
 
     std::fs::write(lab.host_root("web2").join("etc/hand.txt"), "mine\n").expect("write");
     lab.build(&api_only);
+    let since = lab.fleet_log().len();
     let third = playbook();
     assert!(recap(&third, "web2").contains("failed=0"), "{third}");
     lab.assert_deployed("web1", &[]);
     lab.assert_deployed("web2", &["etc/hand.txt"]);
-    assert_eq!(lab.log("web2")[reloads.len()..], RELOADS_ON_REMOVAL);
+    assert_eq!(lab.log("web2")[RELOADS.len()..], RELOADS_ON_REMOVAL);
     assert!(lab.manifest_files("web2").is_empty());
     assert_eq!(
         std::fs::read_to_string(lab.host_root("web2").join("etc/hand.txt")).expect("hand file"),
         "mine\n"
     );
+    lab.assert_removal_converged(since);
 }
 
 #[test]
 fn the_puppet_module_deploys_prunes_and_reloads_once() {
-    if !crate::system::can_run("puppet module", &["puppet", "unshare"]) {
+    if !crate::system::can_run("puppet module", &["puppet", "unshare", "nsenter"]) {
         return;
     }
     let lab = Lab::new("puppet");
@@ -266,18 +422,16 @@ fn the_puppet_module_deploys_prunes_and_reloads_once() {
         .expect("run puppet parser validate");
     assert!(validate.status.success(), "{validate:?}");
 
-    let apply = |host: &str| {
+    let apply = |host: &str, phase: &str| {
         std::fs::create_dir_all(lab.host_root(host)).expect("mkdir");
         let class = format!(
-            "class {{ 'dsrgen': output => '{}', host => '{host}', root => '{}', command_prefix => '{}' }}",
+            "class {{ 'dsrgen': output => '{}', phase => '{phase}', host => '{host}', root => '{}', command_prefix => '{}' }}",
             lab.out.display(),
             lab.host_root(host).display(),
             lab.prefix(host)
         );
-        let out = Command::new("unshare")
+        let out = Command::new("puppet")
             .args([
-                "--net",
-                "puppet",
                 "apply",
                 "--detailed-exitcodes",
                 "--color=false",
@@ -291,37 +445,63 @@ fn the_puppet_module_deploys_prunes_and_reloads_once() {
         let code = out.status.code();
         assert!(
             matches!(code, Some(0 | 2)),
-            "puppet apply for {host}: {code:?}\n{}{}",
+            "puppet apply for {host}, phase {phase}: {code:?}\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         code
     };
-    let reloads = RELOADS;
+    // A fleet's rollout: each phase on every host before the next.
+    let rollout = || {
+        let mut codes = BTreeMap::new();
+        for phase in ["up", "reload", "prune"] {
+            for host in HOSTS {
+                let code = apply(host, phase);
+                let seen = codes.entry(host).or_insert(Some(0));
+                if code == Some(2) {
+                    *seen = code;
+                }
+            }
+        }
+        codes
+    };
 
     lab.build(&both);
-    for host in ["web1", "web2"] {
-        assert_eq!(apply(host), Some(2));
+    let first = rollout();
+    for host in HOSTS {
+        assert_eq!(first[host], Some(2), "{host}: the first rollout");
         lab.assert_deployed(host, &[]);
-        assert_eq!(lab.log(host), reloads, "{host}: each reload once, in order");
         assert_eq!(
-            apply(host),
-            Some(0),
-            "{host}: a second run changed something"
+            lab.log(host),
+            reloads(host),
+            "{host}: each reload once, in order"
         );
-        assert_eq!(lab.log(host).len(), reloads.len());
+    }
+    let second = rollout();
+    for host in HOSTS {
+        assert_eq!(
+            second[host],
+            Some(0),
+            "{host}: a second rollout changed something"
+        );
+        assert_eq!(lab.log(host).len(), reloads(host).len());
     }
 
     std::fs::write(lab.host_root("web2").join("etc/hand.txt"), "mine\n").expect("write");
     lab.build(&api_only);
-    assert_eq!(apply("web2"), Some(2));
+    let since = lab.fleet_log().len();
+    assert_eq!(rollout()["web2"], Some(2));
+    lab.assert_deployed("web1", &[]);
     lab.assert_deployed("web2", &["etc/hand.txt"]);
-    assert_eq!(lab.log("web2")[reloads.len()..], RELOADS_ON_REMOVAL);
+    assert_eq!(lab.log("web2")[RELOADS.len()..], RELOADS_ON_REMOVAL);
+    lab.assert_removal_converged(since);
     assert_eq!(
-        apply("web2"),
+        rollout()["web2"],
         Some(0),
-        "web2: a run after the removal changed something"
+        "web2: a rollout after the removal changed something"
     );
+    // A single host deploys in one go with the default phase, `all`.
+    assert_eq!(apply("web1", "all"), Some(0));
     assert_eq!(
         std::fs::read_to_string(lab.host_root("web2").join("etc/hand.txt")).expect("hand file"),
         "mine\n"
@@ -334,10 +514,10 @@ fn the_puppet_module_deploys_prunes_and_reloads_once() {
 #[test]
 fn the_integrations_run_every_reload_in_the_declared_order() {
     let read = |path: &str| std::fs::read_to_string(root().join(path)).expect("read");
-    let handlers = read("contrib/ansible/roles/dsrgen/handlers/main.yml");
-    let ansible: Vec<&str> = handlers
+    let vars = read("contrib/ansible/roles/dsrgen/vars/main.yml");
+    let ansible: Vec<&str> = vars
         .lines()
-        .filter_map(|l| l.strip_prefix("- name: "))
+        .filter_map(|l| l.strip_prefix("  - "))
         .collect();
     let init = read("contrib/puppet/dsrgen/manifests/init.pp");
     let list = init
@@ -350,6 +530,6 @@ fn the_integrations_run_every_reload_in_the_declared_order() {
         .filter_map(|l| l.trim().strip_prefix('\'')?.strip_suffix("',"))
         .collect();
     let declared = dsrgen::kind::reload_order();
-    assert_eq!(ansible, declared, "Ansible handlers, in order");
+    assert_eq!(ansible, declared, "Ansible reload order");
     assert_eq!(puppet, declared, "Puppet reload order");
 }

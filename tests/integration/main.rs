@@ -6,6 +6,7 @@
 
 mod build;
 mod cli;
+mod converge;
 mod deploy;
 mod faults;
 mod fuzz;

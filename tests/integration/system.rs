@@ -62,7 +62,7 @@ fn in_namespace(script: &str, mount: bool) -> std::process::Output {
 }
 
 #[track_caller]
-fn assert_success(what: &str, output: &std::process::Output) {
+pub fn assert_success(what: &str, output: &std::process::Output) {
     assert!(
         output.status.success(),
         "{what} failed ({}):\n--- stdout\n{}--- stderr\n{}",
@@ -168,9 +168,12 @@ fn the_loopback_script_puts_exactly_the_inventory_in_place() {
         std::fs::create_dir(&state).expect("mkdir");
         let s = script.display();
         let d = state.display();
+        // A tmpfs on /run of its own: the script's record of what it added
+        // lives there, as on a host.
         let run = in_namespace(
             &format!(
-                "ip link add {interface} type veth peer name peer0
+                "mount -t tmpfs tmpfs /run
+                 ip link add {interface} type veth peer name peer0
                  {s} up
                  {s} up
                  {s} status
@@ -181,7 +184,7 @@ fn the_loopback_script_puts_exactly_the_inventory_in_place() {
                  if {s} status 2> {d}/status-after-down; then exit 9; fi
                  ip -j addr show dev lo > {d}/down.json"
             ),
-            false,
+            true,
         );
         assert_success(
             &format!("{fixture} {host}: up, up, status, down, status"),
@@ -231,7 +234,8 @@ fn the_loopback_script_repairs_a_wrong_address() {
     let state = out.join("up.json");
     let run = in_namespace(
         &format!(
-            "ip link set lo up
+            "mount -t tmpfs tmpfs /run
+             ip link set lo up
              ip addr add 192.0.2.181/24 dev lo
              if {s} status; then exit 9; fi
              {s} up
@@ -239,7 +243,7 @@ fn the_loopback_script_repairs_a_wrong_address() {
              ip -j addr show dev lo > {}",
             state.display()
         ),
-        false,
+        true,
     );
     assert_success("repair", &run);
     let json = std::fs::read_to_string(&state).expect("read");

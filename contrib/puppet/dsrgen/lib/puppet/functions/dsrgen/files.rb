@@ -14,8 +14,8 @@ Puppet::Functions.create_function(:'dsrgen::files') do
 
   def files(output, host)
     manifest = JSON.parse(File.read(File.join(output, 'manifest.json')))
-    unless manifest['format'] == 1
-      raise Puppet::ParseError, "dsrgen: #{output}/manifest.json has format #{manifest['format']}, this module reads format 1"
+    unless manifest['format'] == 2
+      raise Puppet::ParseError, "dsrgen: #{output}/manifest.json has format #{manifest['format']}, this module reads format 2"
     end
     manifest['files'].select { |f| f['host'] == host }
   end
