@@ -108,10 +108,28 @@ impl Manifest {
         }
     }
 
+    /// The manifest as pretty JSON with a final newline. A large tree's
+    /// manifest is tens of megabytes: it is measured first and written into
+    /// a buffer of its exact size, where growing by doubling would hold up to
+    /// twice that for the whole build.
     pub fn to_json(&self) -> String {
-        let mut json = serde_json::to_string_pretty(self).expect("a manifest serialises");
-        json.push('\n');
-        json
+        /// Counts what would be written.
+        struct Length(usize);
+        impl std::io::Write for Length {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut length = Length(0);
+        serde_json::to_writer_pretty(&mut length, self).expect("a manifest serialises");
+        let mut json = Vec::with_capacity(length.0 + 1);
+        serde_json::to_writer_pretty(&mut json, self).expect("a manifest serialises");
+        json.push(b'\n');
+        String::from_utf8(json).expect("JSON is UTF-8")
     }
 
     /// The manifest of intent, from `older` (the entries of the manifest
