@@ -236,7 +236,7 @@ impl Rng {
     }
 }
 
-/// Kill builds at random moments, 100 times, alternating between two
+/// Kill builds at random moments, 100 times or more, alternating between two
 /// inventories. After every kill each file holds one version or the other,
 /// never a mix or a truncation; the next complete build gives exactly the tree
 /// a fresh build gives.
@@ -259,7 +259,8 @@ fn builds_killed_at_random_points_converge() {
         .collect();
     // A build that creates files first writes the manifest it found with the
     // new files added (its manifest of intent), under the new inventory's
-    // name: after kills in a row, either tree's digests under either name.
+    // name and with its rollout: after kills in a row, either tree's digests
+    // under either name and rollout.
     let manifests: Vec<Manifest> = fresh
         .iter()
         .map(|tree| {
@@ -275,6 +276,7 @@ fn builds_killed_at_random_points_converge() {
             manifests.iter().map(move |named| {
                 let mut intent = intent.clone();
                 intent.inventory.clone_from(&named.inventory);
+                intent.rollout.clone_from(&named.rollout);
                 intent.to_json().into_bytes()
             })
         })
@@ -291,7 +293,16 @@ fn builds_killed_at_random_points_converge() {
         .max(1_000);
     let mut interrupted = 0;
     let mut intent_seen = 0;
-    for round in 0..100 {
+    // At least 100 kills, and more (up to 400) until enough of them landed
+    // while files were being written: where the write is a small part of a
+    // build, few kills of the first hundred do, and the test would prove
+    // little or fail by chance.
+    let mut rounds = 0;
+    for round in 0..400 {
+        if round >= 100 && interrupted >= 10 && intent_seen >= 1 {
+            break;
+        }
+        rounds += 1;
         let target = &inventories[(round + 1) % 2];
         let mut child = Command::new(env!("CARGO_BIN_EXE_dsrgen"))
             .arg("build")
@@ -327,14 +338,14 @@ fn builds_killed_at_random_points_converge() {
     // anything.
     assert!(
         interrupted >= 10,
-        "only {interrupted} of 100 kills interrupted a write"
+        "only {interrupted} of {rounds} kills interrupted a write"
     );
     assert!(
         intent_seen >= 1,
         "no kill landed while a manifest of intent stood"
     );
     println!(
-        "{interrupted} of 100 kills interrupted a write, {intent_seen} with a manifest of intent; one build takes {one_build:?}"
+        "{interrupted} of {rounds} kills interrupted a write, {intent_seen} with a manifest of intent; one build takes {one_build:?}"
     );
     // The next complete build converges on the clean result.
     build(&inventories[0], &out).code(0);
