@@ -40,6 +40,12 @@ VERSION=$(ls /usr/lib/uml/modules)
 cc -shared -fPIC -O2 -o "$SCRATCH/xstate.so" "$HERE/xstate.c" -ldl
 # UML keeps its pid file and control socket here (by default in ~/.uml).
 mkdir -p "$SCRATCH/uml"
+# The guest mounts tmpfs over /tmp, /run and /var/tmp, which would hide a
+# checkout below them: the scripts it runs travel in the scratch folder, the
+# one host folder it sees wherever it is.
+rm -rf "$SCRATCH/harness"
+mkdir -p "$SCRATCH/harness"
+cp -R "$HERE/init.sh" "$HERE/lib.sh" "$HERE/hold.py" "$HERE/scenarios" "$SCRATCH/harness/"
 rm -f "$SCRATCH/verdict"
 
 # Nothing may outlive the run. unshare dies with whoever started this script
@@ -53,9 +59,9 @@ started=$(date +%s.%N)
 rc=0
 setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child=KILL \
 	timeout -s KILL "$LIMIT" env LD_PRELOAD="$SCRATCH/xstate.so" linux.uml mem=512M quiet \
-	rootfstype=hostfs rootflags=/ ro init="$HERE/init.sh" \
+	rootfstype=hostfs rootflags=/ ro init="$SCRATCH/harness/init.sh" \
 	uml_dir="$SCRATCH/uml" con=null con0=null,fd:1 \
-	DSRGEN_UML_SCRATCH="$SCRATCH" DSRGEN_UML_SCENARIO="$HERE/scenarios/$SCENARIO.sh" \
+	DSRGEN_UML_SCRATCH="$SCRATCH" DSRGEN_UML_SCENARIO="$SCRATCH/harness/scenarios/$SCENARIO.sh" \
 	DSRGEN_UML_VERSION="$VERSION" DSRGEN_UML_SLOW="${DSRGEN_UML_SLOW:-0}" \
 	</dev/null >"$SCRATCH/console" 2>&1 || rc=$?
 took=$(echo "$(date +%s.%N) $started" | awk '{printf "%.1f", $1 - $2}')
