@@ -20,14 +20,14 @@ use crate::system::assert_success;
 
 /// One inventory version: the clusters (name, id, address, backends,
 /// drained backends) and the backends that exist.
-struct Version {
-    what: &'static str,
+pub(crate) struct Version {
+    pub(crate) what: &'static str,
     clusters: &'static [(&'static str, u16, &'static str, &'static [&'static str])],
     drained: &'static [&'static str],
     backends: &'static [&'static str],
 }
 
-const VERSIONS: &[Version] = &[
+pub(crate) const VERSIONS: &[Version] = &[
     Version {
         what: "start",
         clusters: &[
@@ -145,7 +145,7 @@ impl Version {
 /// Each host, with its interface (a veth in its namespace), the address the
 /// host's own network setup gives it, and an address made by hand on the
 /// device the script writes to.
-const HOSTS: &[(&str, &str, Option<&str>, &str)] = &[
+pub(crate) const HOSTS: &[(&str, &str, Option<&str>, &str)] = &[
     ("web1", "eth0", None, "192.0.2.7/32 dev lo label lo:7"),
     ("web2", "eth0", None, "192.0.2.7/32 dev lo label lo:7"),
     (
@@ -157,10 +157,10 @@ const HOSTS: &[(&str, &str, Option<&str>, &str)] = &[
 ];
 
 /// An address as `ip -j addr` shows it: device, address, prefix, scope, label.
-type Held = (String, String, u64, String, Option<String>);
+pub(crate) type Held = (String, String, u64, String, Option<String>);
 
 /// Every address of every device, link-local ones left out (the kernel's).
-fn parse_addresses(json: &str) -> BTreeSet<Held> {
+pub(crate) fn parse_addresses(json: &str) -> BTreeSet<Held> {
     let links: serde_json::Value = serde_json::from_str(json).expect("ip -j prints JSON");
     let mut held = BTreeSet::new();
     for link in links.as_array().into_iter().flatten() {
@@ -182,7 +182,7 @@ fn parse_addresses(json: &str) -> BTreeSet<Held> {
     held
 }
 
-fn held(device: &str, cidr: &str, scope: &str, label: Option<&str>) -> Held {
+pub(crate) fn held(device: &str, cidr: &str, scope: &str, label: Option<&str>) -> Held {
     let (address, prefix) = cidr.split_once('/').expect("a cidr");
     (
         device.to_owned(),
@@ -195,7 +195,7 @@ fn held(device: &str, cidr: &str, scope: &str, label: Option<&str>) -> Held {
 
 /// What `host` must hold under `model`: the namespace's own addresses, the
 /// hand-made one, and the cluster addresses the model gives it.
-fn expected(model: Option<&Model>, host: &str) -> BTreeSet<Held> {
+pub(crate) fn expected(model: Option<&Model>, host: &str) -> BTreeSet<Held> {
     let (_, interface, own, hand) = HOSTS.iter().find(|h| h.0 == host).expect("a host");
     let mut want = BTreeSet::from([
         held("lo", "127.0.0.1/8", "host", Some("lo")),
@@ -258,13 +258,13 @@ fn in_host_namespace(script: &str) -> std::process::Output {
         .expect("run unshare")
 }
 
-struct Sequence {
-    tmp: TempDir,
+pub(crate) struct Sequence {
+    pub(crate) tmp: TempDir,
     models: Vec<Model>,
 }
 
 impl Sequence {
-    fn build() -> Self {
+    pub(crate) fn build() -> Self {
         let tmp = TempDir::new("converge");
         let mut models = Vec::new();
         for (n, version) in VERSIONS.iter().enumerate() {
@@ -278,12 +278,12 @@ impl Sequence {
         Self { tmp, models }
     }
 
-    fn script(&self, n: usize, host: &str) -> PathBuf {
+    pub(crate) fn script(&self, n: usize, host: &str) -> PathBuf {
         self.tmp
             .join(format!("v{n}/out/hosts/{host}/usr/local/sbin/dsrgen-vips"))
     }
 
-    fn model(&self, n: usize, host: &str) -> Option<&Model> {
+    pub(crate) fn model(&self, n: usize, host: &str) -> Option<&Model> {
         self.script(n, host).exists().then(|| &self.models[n])
     }
 }
