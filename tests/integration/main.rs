@@ -14,6 +14,7 @@ mod gaps;
 mod golden;
 mod hostile;
 mod properties;
+mod reconcile;
 mod support;
 pub mod system;
 mod uml;
