@@ -12,10 +12,14 @@ use crate::support::{TempDir, Test};
 
 /// A fake ipvsadm: `-Sn` prints `table` (and exits with `save-rc`, 0 if
 /// absent); any call whose arguments are a line of `fail` exits 1; every
-/// call is logged, one line each, to `log`.
+/// call is logged, one line each, to `log`; the first `-A` copies the record
+/// as it is then to `record-at-first-add`.
 const FAKE: &str = r#"#!/bin/sh
 here=$(dirname "$0")/..
 echo "$*" >>"$here/log"
+if [ "$1" = -A ] && [ ! -e "$here/record-at-first-add" ]; then
+	cat "$DSRGEN_IPVSADM_RECORD" >"$here/record-at-first-add" 2>&1
+fi
 if [ "$1" = -Sn ]; then
 	cat "$here/table"
 	exit "$(cat "$here/save-rc" 2>/dev/null || echo 0)"
@@ -141,8 +145,11 @@ fn an_empty_table_gets_every_service_and_the_record_names_them() {
     );
     assert_eq!(
         lab.record().as_deref(),
-        Some("-f 65616 -6\n-t 198.51.100.181:80\n-u [2001:db8::181]:53\n")
+        Some("-t 198.51.100.181:80\n-u [2001:db8::181]:53\n-f 65616 -6\n")
     );
+    // Recorded before the first service was added: a crash after an add
+    // never leaves a service of dsrgen's that it does not know of.
+    assert_eq!(lab.read("record-at-first-add"), lab.record());
 }
 
 /// The table as `ipvsadm -Sn` may print it: other line order, other option
@@ -255,7 +262,7 @@ fn what_went_is_deleted_and_what_is_not_ours_is_left_alone() {
     );
     assert_eq!(
         lab.record().as_deref(),
-        Some("-f 65616 -6\n-t 198.51.100.181:80\n-u [2001:db8::181]:53\n")
+        Some("-t 198.51.100.181:80\n-u [2001:db8::181]:53\n-f 65616 -6\n")
     );
 }
 
@@ -287,7 +294,7 @@ fn a_failed_deletion_stays_recorded() {
     );
     assert_eq!(
         lab.record().as_deref(),
-        Some("-t 198.51.100.181:443\n-t 198.51.100.181:80\n")
+        Some("-t 198.51.100.181:80\n-t 198.51.100.181:443\n")
     );
 }
 
