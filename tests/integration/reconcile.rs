@@ -5,6 +5,7 @@
 //! and what it left in its record of owned services. (The real kernel:
 //! `tests/uml/scenarios/reconcile.sh`.)
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -48,7 +49,6 @@ impl Lab {
         let script = dir.join("out/hosts/lb1/usr/local/sbin/dsrgen-ipvsadm");
         std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
         std::fs::write(dir.join("bin/ipvsadm"), FAKE).expect("write fake");
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
             dir.join("bin/ipvsadm"),
             std::fs::Permissions::from_mode(0o755),
