@@ -1,8 +1,9 @@
 """Open new connections in a loop while the director changes.
 
-usage: churn.py ADDRESS PORT STOP_FILE
+usage: churn.py ADDRESS PORT STOP_FILE STARTED_FILE
 
-Until STOP_FILE exists, opens one TCP connection after the other to
+Creates STARTED_FILE after its first answered connection; until STOP_FILE
+exists, opens one TCP connection after the other to
 ADDRESS:PORT (the kernel picks a new local port each time), sends an HTTP
 request and reads the start of the answer. Prints one line at the end:
 "attempts N failures M" and then each kind of failure with its count
@@ -24,13 +25,15 @@ def attempt(address, port):
 
 
 def main():
-    address, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    address, port, stop, started = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     attempts = failures = 0
     kinds = {}
     while not os.path.exists(stop):
         attempts += 1
         try:
             attempt(address, port)
+            if not os.path.exists(started):
+                open(started, "w").close()
         except OSError as error:
             failures += 1
             kind = type(error).__name__ + ": " + str(error)

@@ -82,11 +82,10 @@ cat "$WORK/held"
 # client while lb1 applies B, A, B, ... (ROUNDS applies) with COMMAND; the
 # counts go to $SCRATCH/churn as "NAME attempts N failures M".
 churn() {
-	rm -f "$WORK/stop"
-	ip netns exec client /usr/bin/python3 "$(dirname "$0")/../churn.py" $VIP 80 "$WORK/stop" >"$WORK/churn-$1" 2>&1 &
+	rm -f "$WORK/stop" "$WORK/started"
+	ip netns exec client /usr/bin/python3 "$(dirname "$0")/../churn.py" $VIP 80 "$WORK/stop" "$WORK/started" >"$WORK/churn-$1" 2>&1 &
 	pid=$!
-	# Under way once the director has seen a few of its connections.
-	wait_for 10 sh -c "[ \"\$(ip netns exec lb1 ipvsadm -Lnc | grep -c ':80 ')\" -ge 5 ]"
+	wait_for 10 test -e "$WORK/started"
 	round=1
 	started=$(now_ms)
 	while [ $round -le "$2" ]; do
