@@ -19,7 +19,17 @@ macro_rules! file_kinds {
 }
 
 file_kinds!(
-    Sysctl, Script, Service, Network, Netdev, Marks, Keepalived, Ipvsadm, Nftables, Dispatcher,
+    Sysctl,
+    Script,
+    Service,
+    Network,
+    Netdev,
+    Marks,
+    Keepalived,
+    Ipvsadm,
+    IpvsadmScript,
+    Nftables,
+    Dispatcher,
 );
 
 /// What every file of one kind shares.
@@ -49,6 +59,10 @@ pub enum Order {
     Marks,
     Balancer,
 }
+
+/// How an ipvsadm balancer picks its rules up: a reconcile of the live table,
+/// never `ipvsadm-restore` (which flushes every service first).
+const IPVSADM_APPLY: &str = "/usr/local/sbin/dsrgen-ipvsadm apply";
 
 impl FileKind {
     pub const fn declaration(self) -> Declaration {
@@ -121,7 +135,16 @@ impl FileKind {
                 "ipvsadm.rules",
                 include_str!("../templates/ipvsadm.rules.j2"),
                 0o644,
-                "ipvsadm-restore < /etc/ipvsadm.rules",
+                IPVSADM_APPLY,
+                Order::Balancer,
+            ),
+            // Applies the rules without a flush; it is the reload of the
+            // rules and of itself.
+            FileKind::IpvsadmScript => declare(
+                "dsrgen-ipvsadm.sh",
+                include_str!("../templates/dsrgen-ipvsadm.sh.j2"),
+                0o755,
+                IPVSADM_APPLY,
                 Order::Balancer,
             ),
             FileKind::Dispatcher => declare(
@@ -154,6 +177,7 @@ impl FileKind {
             | FileKind::Marks
             | FileKind::Keepalived
             | FileKind::Ipvsadm
+            | FileKind::IpvsadmScript
             | FileKind::Nftables
             | FileKind::Dispatcher => None,
         }
@@ -215,7 +239,7 @@ mod tests {
                 "networkctl reload",
                 "nft -f /etc/nftables.d/dsrgen-marks.nft",
                 "systemctl reload keepalived",
-                "ipvsadm-restore < /etc/ipvsadm.rules",
+                "/usr/local/sbin/dsrgen-ipvsadm apply",
                 "nft -f /etc/nftables.d/dsrgen.nft",
                 "dscontrol file newload dsrgen.cfg",
             ]

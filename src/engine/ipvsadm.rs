@@ -1,5 +1,7 @@
 //! ipvsadm: `etc/ipvsadm.rules` in the exact line format of `ipvsadm-save -n`,
-//! services and real servers in its canonical order.
+//! services and real servers in its canonical order, and
+//! `usr/local/sbin/dsrgen-ipvsadm`, which applies them by reconciling the
+//! live table (never a flush).
 
 use serde::Serialize;
 
@@ -30,7 +32,33 @@ pub struct IpvsadmReal {
     pub weight: u16,
 }
 
-pub fn file(b: &Balancing) -> (PlannedFile, Context) {
+/// What the apply script names: where it came from and whose it is.
+#[derive(Clone, Debug, Serialize)]
+pub struct IpvsadmScriptContext {
+    pub inventory: String,
+    pub host: String,
+}
+
+/// The rules, and the script that applies them.
+pub fn files(b: &Balancing) -> Vec<(PlannedFile, Context)> {
+    vec![
+        rules(b),
+        (
+            PlannedFile::new(
+                b.name,
+                Role::Balancer,
+                FileKind::IpvsadmScript,
+                "usr/local/sbin/dsrgen-ipvsadm",
+            ),
+            Context::IpvsadmScript(IpvsadmScriptContext {
+                inventory: b.inventory.to_owned(),
+                host: b.name.to_string(),
+            }),
+        ),
+    ]
+}
+
+fn rules(b: &Balancing) -> (PlannedFile, Context) {
     let services = b
         .services
         .iter()

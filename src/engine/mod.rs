@@ -177,8 +177,8 @@ pub struct Balancing<'m> {
     pub services: Vec<Service<'m>>,
 }
 
-/// The balancer's table, configuration or ruleset, and the firewall marks
-/// its port groups need.
+/// The balancer's table, configuration or ruleset (with ipvsadm, and the
+/// script that applies it), and the firewall marks its port groups need.
 pub fn files(
     model: &Model,
     name: &Name,
@@ -192,13 +192,12 @@ pub fn files(
         inventory,
         services: services(model, balancer),
     };
-    let table = match balancer.engine {
-        Engine::Keepalived => keepalived::file(&b),
-        Engine::Ipvsadm => ipvsadm::file(&b),
-        Engine::Dispatcher => dispatcher::file(&b),
-        Engine::Nftables => nftables::file(&b),
+    let mut files = match balancer.engine {
+        Engine::Keepalived => vec![keepalived::file(&b)],
+        Engine::Ipvsadm => ipvsadm::files(&b),
+        Engine::Dispatcher => vec![dispatcher::file(&b)],
+        Engine::Nftables => vec![nftables::file(&b)],
     };
-    let mut files = vec![table];
     files.extend(fwmark::file(&b));
     files
 }

@@ -15,6 +15,7 @@ mod golden;
 mod hostile;
 mod networkd;
 mod properties;
+mod reconcile;
 mod support;
 pub mod system;
 mod uml;

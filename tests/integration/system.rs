@@ -359,20 +359,25 @@ fn networkd_puts_the_addresses_on_lo() {
     }
 }
 
-/// Every generated script, of every fixture, passes shellcheck as POSIX sh.
+/// Every generated script (`dsrgen-vips`, `dsrgen-ipvsadm`), of every
+/// fixture, passes shellcheck as POSIX sh.
 #[test]
 fn generated_scripts_pass_shellcheck() {
     if !can_run("shellcheck", &["shellcheck"]) {
         return;
     }
     let mut scripts = 0;
+    let mut ipvsadm_scripts = 0;
     for fixture in yaml_files("fixtures/valid")
         .into_iter()
         .chain(yaml_files("examples"))
     {
         let out = built(&fixture.to_string_lossy());
         for file in tree_files(out.path()) {
-            if !file.ends_with("usr/local/sbin/dsrgen-vips") {
+            if !file
+                .parent()
+                .is_some_and(|folder| folder.ends_with("usr/local/sbin"))
+            {
                 continue;
             }
             let run = Command::new("shellcheck")
@@ -385,9 +390,14 @@ fn generated_scripts_pass_shellcheck() {
                 &run,
             );
             scripts += 1;
+            ipvsadm_scripts += usize::from(file.ends_with("dsrgen-ipvsadm"));
         }
     }
     assert!(scripts >= 10, "only {scripts} scripts checked");
+    assert!(
+        ipvsadm_scripts >= 2,
+        "only {ipvsadm_scripts} dsrgen-ipvsadm checked"
+    );
 }
 
 /// `systemd-analyze verify` output lines that come from this container, not

@@ -230,3 +230,65 @@ fn keepalived_https_checks_drain_and_port_groups_in_a_real_kernel() {
 fn a_dummy_vip_device_holds_the_vip_and_keeps_quiet_on_arp() {
     run("dummy", &[("tests/uml/fixtures/dummy.yaml", "dummy")]);
 }
+
+/// The counts a `churn` loop of `reconcile.sh` left: (attempts, failures).
+fn churn_counts(text: &str, name: &str) -> (u64, u64) {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} counts in:\n{text}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words[..] {
+        [_, "attempts", attempts, "failures", failures] => (
+            attempts.parse().expect("a count"),
+            failures.parse().expect("a count"),
+        ),
+        _ => panic!("unexpected counts: {line}"),
+    }
+}
+
+/// ipvsadm applied by reconciling the live table: a second apply runs
+/// nothing, connections held open and new ones opened during repeated
+/// applies all work, a hand-made service survives, a removed one goes, and
+/// the table ends as the generated rules (plus the hand-made service). The
+/// old reload, `ipvsadm-restore`, refuses new connections under the same
+/// loop (the scenario requires it, as its negative control).
+#[test]
+fn ipvsadm_applies_by_reconciling_without_refusing_connections() {
+    let Some(scratch) = run(
+        "reconcile",
+        &[
+            ("tests/uml/fixtures/reconcile.yaml", "reconcile"),
+            (
+                "tests/uml/fixtures/reconcile-changed.yaml",
+                "reconcile-changed",
+            ),
+        ],
+    ) else {
+        return;
+    };
+    let read = |path: &str| {
+        std::fs::read_to_string(scratch.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let churn = read("churn");
+    let (attempts, failures) = churn_counts(&churn, "reconcile");
+    assert!(attempts >= 20, "too few connections to tell: {churn}");
+    assert_eq!(
+        failures, 0,
+        "new connections failed during applies: {churn}"
+    );
+    let (attempts, failures) = churn_counts(&churn, "flush");
+    assert!(
+        attempts >= 20 && failures > 0,
+        "the flush, the negative control, refused nothing: {churn}"
+    );
+    let generated = read("reconcile-changed/hosts/lb1/etc/ipvsadm.rules");
+    let hand_made =
+        "-A -t 198.51.100.190:7 -s rr\n-a -t 198.51.100.190:7 -r 198.51.100.11:7 -g -w 1\n";
+    let saved = read("saved");
+    assert_eq!(
+        ipvs_table(&saved),
+        ipvs_table(&format!("{generated}{hand_made}")),
+        "ipvsadm -Sn after the applies:\n{saved}\ngenerated:\n{generated}"
+    );
+}

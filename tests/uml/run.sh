@@ -45,7 +45,7 @@ mkdir -p "$SCRATCH/uml"
 # one host folder it sees wherever it is.
 rm -rf "$SCRATCH/harness"
 mkdir -p "$SCRATCH/harness"
-cp -R "$HERE/init.sh" "$HERE/lib.sh" "$HERE/hold.py" "$HERE/scenarios" "$SCRATCH/harness/"
+cp -R "$HERE/init.sh" "$HERE/lib.sh" "$HERE/hold.py" "$HERE/churn.py" "$HERE/scenarios" "$SCRATCH/harness/"
 rm -f "$SCRATCH/verdict"
 
 # Nothing may outlive the run. unshare dies with whoever started this script

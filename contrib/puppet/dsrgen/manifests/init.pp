@@ -46,7 +46,7 @@ class dsrgen (
     'networkctl reload',
     'nft -f /etc/nftables.d/dsrgen-marks.nft',
     'systemctl reload keepalived',
-    'ipvsadm-restore < /etc/ipvsadm.rules',
+    '/usr/local/sbin/dsrgen-ipvsadm apply',
     'nft -f /etc/nftables.d/dsrgen.nft',
     'dscontrol file newload dsrgen.cfg',
   ]
