@@ -236,7 +236,12 @@ impl Manifest {
                 .collect();
             if !when.is_empty() {
                 steps
-                    .entry((step.phase, step.host.clone(), rank(&step.run), step.run.clone()))
+                    .entry((
+                        step.phase,
+                        step.host.clone(),
+                        rank(&step.run),
+                        step.run.clone(),
+                    ))
                     .or_default()
                     .extend(when);
             }

@@ -222,7 +222,10 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             chain: chain.name.clone(),
             icmp_chain: icmp.name.clone(),
             live: live.iter().map(|r| ids[&r.0]).collect(),
-            table: lookup_table(&s.reals).into_iter().map(|a| ids[&a]).collect(),
+            table: lookup_table(&s.reals)
+                .into_iter()
+                .map(|a| ids[&a])
+                .collect(),
         });
         chains.insert(chain);
         chains.insert(icmp);

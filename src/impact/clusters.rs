@@ -49,11 +49,15 @@ fn cluster(
     };
     // Hosts that stop holding the old address, or start holding the new one.
     let dropped: Vec<String> = old.map_or_else(Vec::new, |((_, old_index), c)| {
-        let still = new.map(|((_, i), _)| i.holders(c.address)).unwrap_or_default();
+        let still = new
+            .map(|((_, i), _)| i.holders(c.address))
+            .unwrap_or_default();
         names(old_index.holders(c.address).difference(&still).copied())
     });
     let added: Vec<String> = new.map_or_else(Vec::new, |((_, new_index), c)| {
-        let before = old.map(|((_, i), _)| i.holders(c.address)).unwrap_or_default();
+        let before = old
+            .map(|((_, i), _)| i.holders(c.address))
+            .unwrap_or_default();
         names(new_index.holders(c.address).difference(&before).copied())
     });
     let mut notes = Vec::new();
@@ -205,6 +209,7 @@ fn port(
         }
         if let Some(share) = port.flows_remapped
             && share > 0.5
+            && live(b.2) > 0
         {
             warnings.push(format!(
                 "cluster `{cluster}` {service}: more than half of the flows change backend ({})",
@@ -246,13 +251,20 @@ fn settings(old: Option<PortAt<'_>>, new: Option<PortAt<'_>>, change: Change) ->
         ("on_failure", |_, _, p| p.on_failure.to_string(), false),
         (
             "quorum",
-            |_, _, p| p.quorum.map_or_else(|| "none".to_owned(), |q| q.to_string()),
+            |_, _, p| {
+                p.quorum
+                    .map_or_else(|| "none".to_owned(), |q| q.to_string())
+            },
             false,
         ),
         ("hysteresis", |_, _, p| p.hysteresis.to_string(), false),
         (
             "sorry",
-            |_, _, p| p.sorry.as_ref().map_or_else(|| "none".to_owned(), Name::to_string),
+            |_, _, p| {
+                p.sorry
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), Name::to_string)
+            },
             false,
         ),
     ];
@@ -359,6 +371,11 @@ fn describe_flows(port: &mut PortImpact, old: PortAt<'_>, new: PortAt<'_>) {
                 flows::hash_input(a.hash_scheduler),
                 percent(share)
             ));
+        } else if live(b) == 0 {
+            port.flows.push(
+                "nftables: no backend is live: the director forwards none of the port's flows"
+                    .to_owned(),
+            );
         } else if share > 0.0 {
             let gone = !port.backends_removed.is_empty() || !port.drained.is_empty();
             port.flows.push(format!(
@@ -395,7 +412,8 @@ fn describe_flows(port: &mut PortImpact, old: PortAt<'_>, new: PortAt<'_>) {
         );
     }
     if a.persistence != b.persistence {
-        port.flows.push(sticky(a.persistence, b.persistence, &after));
+        port.flows
+            .push(sticky(a.persistence, b.persistence, &after));
     }
 }
 

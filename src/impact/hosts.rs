@@ -53,7 +53,11 @@ pub(super) fn compare(
     }
     let steps = new.tree.manifest.owed(&old.tree.manifest);
     let restarts = keepalived_restarts(old.model, new.model);
-    let mut reloads = group(steps.iter().map(|s| (s.host.as_str(), reload(s, &restarts))));
+    let mut reloads = group(
+        steps
+            .iter()
+            .map(|s| (s.host.as_str(), reload(s, &restarts))),
+    );
     let hosts = files
         .into_iter()
         .map(|(host, (role, mut files))| {
@@ -67,16 +71,21 @@ pub(super) fn compare(
             }
         })
         .collect();
-    for (host, why) in &restarts {
-        if steps
+    let restarting = group(
+        restarts
             .iter()
-            .any(|s| s.host == host.as_str() && s.run == FileKind::Keepalived.reload())
-        {
-            warnings.push(format!(
-                "`{host}` must restart keepalived, not reload it: {}",
-                why.join("; ")
-            ));
-        }
+            .filter(|(host, _)| {
+                steps
+                    .iter()
+                    .any(|s| s.host == host.as_str() && s.run == FileKind::Keepalived.reload())
+            })
+            .map(|(host, why)| (why.join("; "), format!("`{host}`"))),
+    );
+    for (why, hosts) in restarting {
+        warnings.push(format!(
+            "{} must restart keepalived, not reload it: {why}",
+            hosts.join(", ")
+        ));
     }
     (hosts, rollout(&steps))
 }
@@ -94,9 +103,12 @@ fn rollout(steps: &[Step]) -> Vec<RolloutPhase> {
 }
 
 fn reload(step: &Step, restarts: &BTreeMap<Name, Vec<String>>) -> Reload {
-    let kind = FileKind::ALL.iter().copied().find(|k| k.reload() == step.run);
-    let restart = kind == Some(FileKind::Keepalived)
-        && restarts.keys().any(|h| h.as_str() == step.host);
+    let kind = FileKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.reload() == step.run);
+    let restart =
+        kind == Some(FileKind::Keepalived) && restarts.keys().any(|h| h.as_str() == step.host);
     let (disruptive, effect) = if restart {
         (
             true,
@@ -173,7 +185,11 @@ fn keepalived_restarts(old: &Model, new: &Model) -> BTreeMap<Name, Vec<String>> 
             continue;
         }
         let mut why = Vec::new();
-        for cluster in balancer.clusters.iter().filter(|c| before.clusters.contains(c)) {
+        for cluster in balancer
+            .clusters
+            .iter()
+            .filter(|c| before.clusters.contains(c))
+        {
             let ports = |m: &Model| -> HashMap<(Protocol, u16), Port> {
                 m.clusters[cluster]
                     .ports
@@ -226,7 +242,8 @@ pub(super) fn networkd_drops(
         })
         .map(|h| h.name.as_str())
         .collect();
-    let mut warnings = Vec::new();
+    // (cluster, address, balancers) -> the backends that drop the address.
+    let mut drops: BTreeMap<(&Name, String, Vec<String>), Vec<String>> = BTreeMap::new();
     for (name, cluster) in &old.clusters {
         for host in old_index.holders(cluster.address) {
             if !old.backends.contains_key(host)
@@ -241,23 +258,34 @@ pub(super) fn networkd_drops(
                 .balancers
                 .iter()
                 .filter(|_| {
-                    cluster
-                        .ports
-                        .iter()
-                        .any(|p| p.backends.iter().any(|m| &m.backend == host && m.weight > 0))
+                    cluster.ports.iter().any(|p| {
+                        p.backends
+                            .iter()
+                            .any(|m| &m.backend == host && m.weight > 0)
+                    })
                 })
                 .filter(|b| new.balancers.contains_key(*b))
                 .map(|b| format!("`{b}`"))
                 .collect();
             if !forwarding.is_empty() {
-                warnings.push(format!(
-                    "`{host}` drops {} of cluster `{name}` in phase up (`networkctl reload` removes addresses at once), while {} still forward{} it there until phase reload",
-                    cluster.address,
-                    forwarding.join(", "),
-                    if forwarding.len() == 1 { "s" } else { "" }
-                ));
+                drops
+                    .entry((name, cluster.address.to_string(), forwarding))
+                    .or_default()
+                    .push(format!("`{host}`"));
             }
         }
     }
-    warnings
+    drops
+        .into_iter()
+        .map(|((name, address, forwarding), hosts)| {
+            format!(
+                "{} drop{} {address} of cluster `{name}` in phase up (`networkctl reload` removes addresses at once), while {} still forward{} it to {} until phase reload",
+                hosts.join(", "),
+                if hosts.len() == 1 { "s" } else { "" },
+                forwarding.join(", "),
+                if forwarding.len() == 1 { "s" } else { "" },
+                if hosts.len() == 1 { "it" } else { "them" },
+            )
+        })
+        .collect()
 }

@@ -176,11 +176,7 @@ pub fn impact(old: Side<'_>, new: Side<'_>) -> Impact {
     );
     let (hosts, rollout) = hosts::compare(old, new, &mut warnings);
     warnings.extend(hosts::networkd_drops(
-        old.model,
-        new.model,
-        &old_index,
-        &new_index,
-        &hosts,
+        old.model, new.model, &old_index, &new_index, &hosts,
     ));
     Impact {
         format: FORMAT,
@@ -215,7 +211,10 @@ impl<'m> Index<'m> {
             for vip in vips {
                 holders.entry(vip.address).or_default().insert(host);
                 if let Some(label) = &vip.label {
-                    labels.entry(&vip.cluster).or_default().insert(label.as_str());
+                    labels
+                        .entry(&vip.cluster)
+                        .or_default()
+                        .insert(label.as_str());
                 }
             }
         }

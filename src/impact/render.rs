@@ -19,7 +19,13 @@ fn plural(n: usize, word: &str) -> String {
 
 /// `2 clusters changed, 1 added; 4 hosts; 1 warning`.
 fn summary(impact: &Impact) -> String {
-    let count = |change: Change| impact.clusters.iter().filter(|c| c.change == change).count();
+    let count = |change: Change| {
+        impact
+            .clusters
+            .iter()
+            .filter(|c| c.change == change)
+            .count()
+    };
     let mut parts = Vec::new();
     for (change, word) in [
         (Change::Added, "added"),
@@ -223,7 +229,13 @@ pub fn text(impact: &Impact) -> String {
             let _ = writeln!(out, "    {:8} {}", change_word(f.change), f.path);
         }
         for r in &h.reloads {
-            let _ = write!(out, "    {:8} {}  [{}]", phase(r.phase), r.run, reload_mark(r));
+            let _ = write!(
+                out,
+                "    {:8} {}  [{}]",
+                phase(r.phase),
+                r.run,
+                reload_mark(r)
+            );
             if r.disruptive {
                 let _ = write!(out, ": {}", r.effect);
             }
@@ -234,7 +246,13 @@ pub fn text(impact: &Impact) -> String {
         out.push_str("\nrollout\n");
     }
     for (i, p) in impact.rollout.iter().enumerate() {
-        let _ = writeln!(out, "  {}. {}: {}", i + 1, phase(p.phase), p.hosts.join(", "));
+        let _ = writeln!(
+            out,
+            "  {}. {}: {}",
+            i + 1,
+            phase(p.phase),
+            p.hosts.join(", ")
+        );
     }
     if !impact.warnings.is_empty() {
         out.push_str("\nwarnings\n");
@@ -329,9 +347,7 @@ pub fn markdown(impact: &Impact) -> String {
         let _ = write!(out, "\n**Flows**\n\n{}\n", notes.join("\n"));
     }
     if !impact.hosts.is_empty() {
-        out.push_str(
-            "\n#### Hosts\n\n| host | role | files | reloads |\n|---|---|---|---|\n",
-        );
+        out.push_str("\n#### Hosts\n\n| host | role | files | reloads |\n|---|---|---|---|\n");
     }
     for h in &impact.hosts {
         let files: Vec<String> = h
@@ -365,7 +381,13 @@ pub fn markdown(impact: &Impact) -> String {
     }
     for (i, p) in impact.rollout.iter().enumerate() {
         let hosts: Vec<String> = p.hosts.iter().map(|h| code(h)).collect();
-        let _ = writeln!(out, "{}. **{}**: {}", i + 1, phase(p.phase), hosts.join(", "));
+        let _ = writeln!(
+            out,
+            "{}. **{}**: {}",
+            i + 1,
+            phase(p.phase),
+            hosts.join(", ")
+        );
     }
     out
 }

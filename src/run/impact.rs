@@ -110,16 +110,24 @@ fn from_git(new: &Path, rev: &str) -> Result<Source, Error> {
     }
     // A revision that looks like an option would be read as one.
     let known = !rev.starts_with('-')
-        && git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])?
-            .status
-            .success();
+        && git(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ])?
+        .status
+        .success();
     if !known {
         return Err(fail(format!(
             "`--against {rev}`: no such revision in the git repository of `{}`",
             dir.display()
         )));
     }
-    let path = format!("{}{file}", String::from_utf8_lossy(&prefix.stdout).trim_end());
+    let path = format!(
+        "{}{file}",
+        String::from_utf8_lossy(&prefix.stdout).trim_end()
+    );
     let shown = git(&["show", &format!("{rev}:{path}")])?;
     if !shown.status.success() {
         return Err(fail(format!(
@@ -128,7 +136,7 @@ fn from_git(new: &Path, rev: &str) -> Result<Source, Error> {
         )));
     }
     let name = format!("{rev}:{path}");
-    let text = String::from_utf8(shown.stdout)
-        .map_err(|_| fail(format!("`{name}` is not UTF-8 text")))?;
+    let text =
+        String::from_utf8(shown.stdout).map_err(|_| fail(format!("`{name}` is not UTF-8 text")))?;
     Ok(Source::new(name, text))
 }
