@@ -2,6 +2,7 @@
 //! or changed, each backend's weight, and what happens to the flows.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use super::{
     Change, ClusterImpact, Index, PortImpact, Setting, Values, Weight, flows, names, percent,
@@ -158,10 +159,6 @@ fn port(
     };
     let service = service(shown);
     let settings = settings(old, new, change);
-    fn weights(side: Option<PortAt<'_>>) -> BTreeMap<&Name, u16> {
-        side.map(|(_, _, p)| p.backends.iter().map(|m| (&m.backend, m.weight)).collect())
-            .unwrap_or_default()
-    }
     let (before, after) = (weights(old), weights(new));
     let mut port = PortImpact {
         service: service.clone(),
@@ -218,6 +215,12 @@ fn port(
         }
     }
     Some(port)
+}
+
+/// Each backend's weight in a port.
+fn weights(side: Option<PortAt<'_>>) -> BTreeMap<&Name, u16> {
+    side.map(|(_, _, p)| p.backends.iter().map(|m| (&m.backend, m.weight)).collect())
+        .unwrap_or_default()
 }
 
 /// Whether the port's real servers change though the port does not: a
@@ -320,23 +323,27 @@ pub(super) fn health(checks: &[Check]) -> String {
             let mut s = c.probe.kind().to_owned();
             match &c.probe {
                 Probe::Http(h) => {
-                    s.push_str(&format!(" {} {}", h.path.as_str(), h.status));
+                    let _ = write!(s, " {} {}", h.path.as_str(), h.status);
                     if let Some(host) = &h.host {
-                        s.push_str(&format!(" host {}", host.as_str()));
+                        let _ = write!(s, " host {}", host.as_str());
                     }
                     if let Some(expect) = &h.expect {
-                        s.push_str(&format!(" expect \"{}\"", expect.as_str()));
+                        let _ = write!(s, " expect \"{}\"", expect.as_str());
                     }
                     if h.digest.is_some() {
                         s.push_str(" digest");
                     }
                 }
-                Probe::Dns { name } => s.push_str(&format!(" {}", name.as_str())),
-                Probe::Script { path } => s.push_str(&format!(" {}", path.as_str())),
+                Probe::Dns { name } => {
+                    let _ = write!(s, " {}", name.as_str());
+                }
+                Probe::Script { path } => {
+                    let _ = write!(s, " {}", path.as_str());
+                }
                 Probe::Tcp | Probe::Udp => {}
             }
             if let Some(port) = c.port {
-                s.push_str(&format!(" port {port}"));
+                let _ = write!(s, " port {port}");
             }
             format!("{s} ({})", timing(c.timing))
         })

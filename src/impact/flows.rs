@@ -4,7 +4,7 @@
 //!
 //! The director picks a slot with `jhash(...) mod N`, which the kernel
 //! computes as `reciprocal_scale(hash, N)` = `(hash * N) >> 32`
-//! (net/netfilter/nft_hash.c): slot `i` of a table of `N` slots takes the
+//! (`net/netfilter/nft_hash.c`): slot `i` of a table of `N` slots takes the
 //! hashes from `ceil(i * 2^32 / N)` up to the next slot's start. Two tables
 //! of different sizes are compared range by range over the 2^32 hashes,
 //! so the figure is exact for a uniform hash.
@@ -15,6 +15,12 @@ use crate::engine::nftables;
 use crate::model::{Cluster, HashScheduler, Model, Port};
 
 const HASHES: u64 = 1 << 32;
+
+/// `part / whole`; both are at most 2^32, exact in an `f64`.
+#[allow(clippy::cast_precision_loss)]
+pub fn ratio(part: u64, whole: u64) -> f64 {
+    part as f64 / whole as f64
+}
 
 /// The first hash that lands in slot `i` of a table of `n` slots.
 fn slot_start(i: u64, n: u64) -> u64 {
@@ -48,7 +54,7 @@ pub fn remapped(old: &[IpAddr], new: &[IpAddr]) -> f64 {
             j += 1;
         }
     }
-    moved as f64 / HASHES as f64
+    ratio(moved, HASHES)
 }
 
 /// The expected share of flows that change backend when the hash input
@@ -59,7 +65,10 @@ pub fn remapped_rehashed(old: &[IpAddr], new: &[IpAddr]) -> f64 {
         return remapped(old, new);
     }
     let share = |table: &[IpAddr], a: &IpAddr| {
-        table.iter().filter(|b| *b == a).count() as f64 / table.len() as f64
+        ratio(
+            table.iter().filter(|b| *b == a).count() as u64,
+            table.len() as u64,
+        )
     };
     let mut backends: Vec<&IpAddr> = old.iter().collect();
     backends.sort_unstable();
@@ -129,7 +138,7 @@ mod tests {
         let old = vec![a(1); 61];
         let mut new = old.clone();
         new[30] = a(2);
-        let width = (slot_start(31, 61) - slot_start(30, 61)) as f64 / HASHES as f64;
+        let width = ratio(slot_start(31, 61) - slot_start(30, 61), HASHES);
         assert!((remapped(&old, &new) - width).abs() < 1e-12);
         assert!((width - 1.0 / 61.0).abs() < 1e-9);
     }

@@ -4,6 +4,7 @@
 //! the generated nftables rules hash them, through the tables dsrgen wrote.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -305,7 +306,7 @@ fn jhash(key: &[u8], seed: u32) -> u32 {
 }
 
 /// nft's `jhash ... mod N`: the kernel scales the hash, it does not take
-/// the remainder (`reciprocal_scale`, net/netfilter/nft_hash.c).
+/// the remainder (`reciprocal_scale`, `net/netfilter/nft_hash.c`).
 fn slot(hash: u32, n: usize) -> usize {
     usize::try_from((u64::from(hash) * n as u64) >> 32).expect("below n")
 }
@@ -415,7 +416,7 @@ fn brute_force(old: &NftService, new: &NftService, seed: u64) -> f64 {
             moved += 1;
         }
     }
-    moved as f64 / FLOWS as f64
+    dsrgen::impact::flows::ratio(moved as u64, FLOWS as u64)
 }
 
 fn compile(path: &str, text: &str) -> (dsrgen::model::Model, dsrgen::Tree) {
@@ -441,19 +442,21 @@ fn director(n: usize, drained: usize) -> String {
         "version: 1\nbalancers:\n  edge1: { engine: nftables, interface: eth1, address: 10.0.0.2/16 }\nbackends:\n",
     );
     for i in 0..n {
-        s.push_str(&format!(
-            "  b{i}: {{ interface: eth0, address: 10.0.{}.{}/16 }}\n",
+        let _ = writeln!(
+            s,
+            "  b{i}: {{ interface: eth0, address: 10.0.{}.{}/16 }}",
             1 + i / 200,
             10 + i % 200
-        ));
+        );
     }
     let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
     let weights: Vec<String> = (0..drained).map(|i| format!("b{i}: 0")).collect();
-    s.push_str(&format!(
+    let _ = write!(
+        s,
         "clusters:\n  web:\n    id: 1\n    address: 10.0.0.100\n    balancers: [edge1]\n    ports:\n      - port: 80\n        backends: [{}]\n        weights: {{ {} }}\n",
         names.join(", "),
         weights.join(", ")
-    ));
+    );
     s
 }
 
@@ -533,7 +536,9 @@ fn impact_flows_remapped_agrees_with_brute_force() {
                 };
                 let measured = brute_force(old, new, 0x5eed + n as u64);
                 // Four standard deviations of a binomial share of FLOWS.
-                let sigma = (computed * (1.0 - computed) / FLOWS as f64).sqrt();
+                let sigma =
+                    (computed * (1.0 - computed) * dsrgen::impact::flows::ratio(1, FLOWS as u64))
+                        .sqrt();
                 let bound = (4.0 * sigma).max(0.002);
                 report.push(format!(
                     "{label}, {key}: computed {:.4}, brute force {measured:.4} ({} -> {} slots)",
