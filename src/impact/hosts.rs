@@ -190,14 +190,7 @@ fn keepalived_restarts(old: &Model, new: &Model) -> BTreeMap<Name, Vec<String>> 
             .iter()
             .filter(|c| before.clusters.contains(c))
         {
-            let ports = |m: &Model| -> HashMap<(Protocol, u16), Port> {
-                m.clusters[cluster]
-                    .ports
-                    .iter()
-                    .map(|p| ((p.protocol, p.port), p.clone()))
-                    .collect()
-            };
-            let (a, b) = (ports(old), ports(new));
+            let (a, b) = (ports(old, cluster), ports(new, cluster));
             let mut keys: Vec<&(Protocol, u16)> = b.keys().collect();
             keys.sort();
             for key in keys {
@@ -221,6 +214,15 @@ fn keepalived_restarts(old: &Model, new: &Model) -> BTreeMap<Name, Vec<String>> 
         }
     }
     restarts
+}
+
+/// A cluster's ports by protocol and port.
+fn ports<'m>(model: &'m Model, cluster: &Name) -> HashMap<(Protocol, u16), &'m Port> {
+    model.clusters[cluster]
+        .ports
+        .iter()
+        .map(|p| ((p.protocol, p.port), p))
+        .collect()
 }
 
 /// Backends whose networkd unit drops a cluster address: `networkctl
