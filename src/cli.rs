@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Compile a YAML inventory of direct-server-return load balancers and the
 /// backends behind them into per-host configuration files.
 ///
 /// Exit codes: 0 success, 1 drift found by `build --check`, 2 trouble
-/// (invalid inventory, unreadable file, I/O or usage error).
+/// (invalid inventory, unreadable file, I/O or usage error, a revision that
+/// `impact --against` cannot read).
 #[derive(Debug, Parser)]
 #[command(name = "dsrgen", version, max_term_width = 100)]
 pub struct Cli {
@@ -56,4 +57,33 @@ pub enum Command {
         #[arg(long, value_name = "FILE", hide = true)]
         dump_contexts: Option<PathBuf>,
     },
+    /// Show what a change of the inventory does to the fleet.
+    ///
+    /// `dsrgen impact OLD NEW`, or `dsrgen impact NEW --against REV` to take
+    /// OLD from git (`git show REV:<path of NEW>`). Both inventories must be
+    /// valid. The report names the clusters and ports that change, the
+    /// backends added, removed, drained and reweighted, the share of flows
+    /// that change backend, each host's changed files and reloads (marked
+    /// disruptive or not), the phases of the rollout and warnings. Exit code
+    /// 0 whatever the change, 2 on trouble.
+    Impact {
+        /// OLD and NEW, or NEW alone with `--against`.
+        #[arg(value_name = "INVENTORY", num_args = 1..=2, required = true)]
+        inventories: Vec<PathBuf>,
+        /// Take OLD from this git revision: the file at NEW's path in it.
+        #[arg(long, value_name = "REV")]
+        against: Option<String>,
+        /// `text` for a terminal, `markdown` for a pull-request comment,
+        /// `json` for tools.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// The forms of the `impact` report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
 }

@@ -20,7 +20,8 @@
 //! command line around them; it alone prints. `kind` declares every kind of
 //! file once (template, mode, reload, order). `diagnostic`, `source` and
 //! `error` are leaves used by every stage. Exit codes are mapped in one
-//! place, [`error::exit_code`].
+//! place, [`error::exit_code`]. `impact` compares two models and the trees
+//! generated from them (`dsrgen impact`).
 
 pub mod cli;
 pub mod diagnostic;
@@ -28,6 +29,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod impact;
 pub mod inventory;
 pub mod kind;
 pub mod manifest;

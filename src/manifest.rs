@@ -194,6 +194,97 @@ impl Manifest {
     }
 }
 
+/// What a script that went away runs where its `prune` would have run: it
+/// removes every address it added.
+pub const SCRIPT_DOWN: &str = "/usr/local/sbin/dsrgen-vips down";
+
+impl Manifest {
+    /// The steps a fleet running the tree of `previous` owes when this tree
+    /// reaches it, in rollout order, as the Ansible role and the Puppet
+    /// module work them out: this manifest's steps that name a file that is
+    /// new or changed (digest or mode), the reloads of files that went away in
+    /// their host's phase (`up` for a backend, `reload` for a balancer), and
+    /// for a script that went away its `down` where its `prune` would have
+    /// run. Each step's `when` lists only the files of this change.
+    pub fn owed(&self, previous: &Manifest) -> Vec<Step> {
+        use std::collections::{BTreeMap, HashMap, HashSet};
+
+        let before: HashMap<(&str, &str), &Entry> = previous
+            .files
+            .iter()
+            .map(|e| ((e.host.as_str(), e.path.as_str()), e))
+            .collect();
+        let changed: HashSet<(&str, &str)> = self
+            .files
+            .iter()
+            .filter(|e| {
+                before
+                    .get(&(e.host.as_str(), e.path.as_str()))
+                    .is_none_or(|old| old.sha256 != e.sha256 || old.mode != e.mode)
+            })
+            .map(|e| (e.host.as_str(), e.path.as_str()))
+            .collect();
+        let order = crate::kind::reload_order();
+        let rank = |run: &str| order.iter().position(|r| *r == run).unwrap_or(order.len());
+        let mut steps: BTreeMap<(Phase, String, usize, String), Vec<String>> = BTreeMap::new();
+        for step in &self.rollout {
+            let when: Vec<String> = step
+                .when
+                .iter()
+                .filter(|p| changed.contains(&(step.host.as_str(), p.as_str())))
+                .cloned()
+                .collect();
+            if !when.is_empty() {
+                steps
+                    .entry((
+                        step.phase,
+                        step.host.clone(),
+                        rank(&step.run),
+                        step.run.clone(),
+                    ))
+                    .or_default()
+                    .extend(when);
+            }
+        }
+        let now: HashSet<(&str, &str)> = self
+            .files
+            .iter()
+            .map(|e| (e.host.as_str(), e.path.as_str()))
+            .collect();
+        for gone in previous
+            .files
+            .iter()
+            .filter(|e| !now.contains(&(e.host.as_str(), e.path.as_str())))
+        {
+            let backend = gone.role == Role::Backend.as_str();
+            let (phase, run) = if gone.reload == crate::kind::FileKind::Script.reload() {
+                let phase = if backend { Phase::Prune } else { Phase::Reload };
+                (phase, SCRIPT_DOWN.to_owned())
+            } else {
+                let phase = if backend { Phase::Up } else { Phase::Reload };
+                (phase, gone.reload.clone())
+            };
+            steps
+                .entry((phase, gone.host.clone(), rank(&run), run))
+                .or_default()
+                .push(gone.path.clone());
+        }
+        steps
+            .into_iter()
+            .map(|((phase, host, _, run), mut when)| {
+                when.sort();
+                when.dedup();
+                Step {
+                    phase,
+                    host,
+                    run,
+                    when,
+                }
+            })
+            .collect()
+    }
+}
+
 /// The steps of a rollout: a backend's reloads in phase `up` and its prune in
 /// phase `prune`; a balancer's reloads, then its prune, in phase `reload`.
 /// Each host's reloads in the order [`crate::kind::reload_order`] gives.

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod impact;
+
 use crate::cli::{Cli, Command};
 use crate::diagnostic::{self, Diagnostic};
 use crate::error::{self, Error, Status};
@@ -63,6 +65,11 @@ fn execute(cli: &Cli) -> Result<Status, Error> {
             },
             dump_contexts.as_deref(),
         ),
+        Command::Impact {
+            inventories,
+            against,
+            format,
+        } => impact::run(inventories, against.as_deref(), *format, cli.deny_warnings),
     }
 }
 
@@ -253,6 +260,13 @@ fn load(path: &Path, deny_warnings: bool) -> Result<(Source, Model), Error> {
             return Err(Error::Invalid);
         }
     };
+    checked(source, deny_warnings)
+}
+
+/// Compile a source read from anywhere, printing every diagnostic to
+/// stderr; the model only when there is no error (and, with
+/// `deny_warnings`, no warning).
+fn checked(source: Source, deny_warnings: bool) -> Result<(Source, Model), Error> {
     let compiled = crate::compile(&source);
     let denied = deny_warnings && !compiled.diagnostics.is_empty();
     report(&source, &compiled.diagnostics, denied);

@@ -222,9 +222,9 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             chain: chain.name.clone(),
             icmp_chain: icmp.name.clone(),
             live: live.iter().map(|r| ids[&r.0]).collect(),
-            table: maglev(&live, size)
+            table: lookup_table(&s.reals)
                 .into_iter()
-                .map(|i| ids[&live[i].0])
+                .map(|a| ids[&a])
                 .collect(),
         });
         chains.insert(chain);
@@ -258,6 +258,21 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             backends6: family(true),
         }),
     )
+}
+
+/// A service's Maglev table as its director holds it: the address of each
+/// slot's backend, for real servers `(address, weight)`; empty when none has
+/// a weight. `dsrgen impact` compares two of them, so this is the one place
+/// that builds a table.
+pub fn lookup_table(reals: &[(IpAddr, u16)]) -> Vec<IpAddr> {
+    let live: Vec<(IpAddr, u16)> = reals.iter().copied().filter(|r| r.1 > 0).collect();
+    if live.is_empty() {
+        return Vec::new();
+    }
+    maglev(&live, table_size(live.len()))
+        .into_iter()
+        .map(|i| live[i].0)
+        .collect()
 }
 
 /// The table size for a service with `live` backends.

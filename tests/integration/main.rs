@@ -13,6 +13,7 @@ mod fuzz;
 mod gaps;
 mod golden;
 mod hostile;
+mod impact;
 mod networkd;
 mod properties;
 mod reconcile;
