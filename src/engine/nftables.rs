@@ -7,6 +7,7 @@
 //! schedulers.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -96,8 +97,13 @@ pub struct NftService {
     pub icmp_chain: String,
     /// The ids of the live backends.
     pub live: Vec<u32>,
-    /// The backend id of each table slot.
-    pub table: Vec<u32>,
+    /// The number of slots of the service's Maglev table.
+    pub slots: usize,
+    /// The table's elements of the `maglev` map, `sid . slot : backend id`,
+    /// joined by `, `. Formatted here rather than in the template: the
+    /// tables are most of the file (2039 slots for a large service), and a
+    /// template loop over them was most of the time rendering took.
+    pub maglev: String,
 }
 
 /// The header fields one chain reads, as nft expressions: from the frame
@@ -211,9 +217,16 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
         if p > 0 {
             persistence.insert(p);
         }
+        let sid = u32::try_from(services.len()).expect("fewer services than 2^32");
+        let table = lookup_table(&s.reals);
+        let mut maglev = String::with_capacity(table.len() * 16);
+        for (slot, backend) in table.iter().enumerate() {
+            let separator = if slot == 0 { "" } else { ", " };
+            let _ = write!(maglev, "{separator}{sid} . {slot} : {}", ids[backend]);
+        }
         services.push(NftService {
             cluster: s.cluster.clone(),
-            sid: u32::try_from(services.len()).expect("fewer services than 2^32"),
+            sid,
             v: chain.v,
             address: s.address.to_string(),
             protocol: s.protocol.as_str(),
@@ -222,10 +235,8 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             chain: chain.name.clone(),
             icmp_chain: icmp.name.clone(),
             live: live.iter().map(|r| ids[&r.0]).collect(),
-            table: lookup_table(&s.reals)
-                .into_iter()
-                .map(|a| ids[&a])
-                .collect(),
+            slots: table.len(),
+            maglev,
         });
         chains.insert(chain);
         chains.insert(icmp);
