@@ -489,7 +489,7 @@ fn impact_flows_remapped_agrees_with_brute_force() {
             director(21, 0),
         ),
         (
-            "21 -> 20 live of 21 (89 -> 61 slots)",
+            "21 -> 20 live of 21 (89 slots, drained one kept in the count)",
             director(21, 0),
             director(21, 1),
         ),
