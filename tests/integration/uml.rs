@@ -230,3 +230,11 @@ fn keepalived_https_checks_drain_and_port_groups_in_a_real_kernel() {
 fn a_dummy_vip_device_holds_the_vip_and_keeps_quiet_on_arp() {
     run("dummy", &[("tests/uml/fixtures/dummy.yaml", "dummy")]);
 }
+
+/// A director on two segments forwards each segment's cluster to that
+/// segment's backends, and a routed cluster address reaches the backends by
+/// DR while no host answers ARP for it.
+#[test]
+fn a_director_on_two_segments_and_a_routed_address() {
+    run("segments", &[("tests/uml/fixtures/segments.yaml", "segments")]);
+}
