@@ -236,5 +236,8 @@ fn a_dummy_vip_device_holds_the_vip_and_keeps_quiet_on_arp() {
 /// DR while no host answers ARP for it.
 #[test]
 fn a_director_on_two_segments_and_a_routed_address() {
-    run("segments", &[("tests/uml/fixtures/segments.yaml", "segments")]);
+    run(
+        "segments",
+        &[("tests/uml/fixtures/segments.yaml", "segments")],
+    );
 }
