@@ -291,8 +291,21 @@ pub struct Balancer {
     pub address: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub address6: Option<Value>,
+    pub interfaces: Option<Spanned<List<Segment>>>,
     pub vrrp: Option<Spanned<Vrrp>>,
     pub dispatcher: Option<Spanned<Dispatcher>>,
+}
+
+/// One entry of a balancer's `interfaces`: a segment it is on.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub address: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub address6: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -360,6 +373,8 @@ pub struct Cluster {
     pub id: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub address: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub routed: Option<Value>,
     pub balancers: Option<Spanned<List<Scalar>>>,
     pub ports: Option<Spanned<List<Port>>>,
 }

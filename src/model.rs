@@ -387,20 +387,53 @@ pub struct Notify {
     pub fault: Option<ScriptPath>,
 }
 
+/// One layer-2 segment a balancer is on: its interface there and its own
+/// address(es) with the segment's prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Balancer {
-    pub engine: Engine,
+pub struct Segment {
     pub interface: IfName,
     pub address: Ipv4Net,
     pub address6: Option<Ipv6Net>,
+}
+
+impl Segment {
+    /// Whether `address` is inside this segment's subnet of its family.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(a) => self.address.trunc().contains(&a),
+            IpAddr::V6(a) => self.address6.is_some_and(|n| n.trunc().contains(&a)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Balancer {
+    pub engine: Engine,
+    /// The first segment's interface and addresses: VRRP advertises there,
+    /// and Dispatcher's `executor set nfa` names it.
+    pub interface: IfName,
+    pub address: Ipv4Net,
+    pub address6: Option<Ipv6Net>,
+    /// Every segment, the first one first: one for `interface`, several for
+    /// `interfaces`.
+    pub segments: Vec<Segment>,
     pub vrrp: Option<Vrrp>,
     /// Dispatcher only; `@` elsewhere, where it is never used.
     pub separator: Separator,
     /// The clusters this balancer serves, in name order.
     pub clusters: Vec<Name>,
-    /// Their addresses, in cluster id order, labelled `<interface>:<id>` where
-    /// the balancer's holder labels them (see `engine::Holder`).
+    /// Their addresses, in cluster id order, labelled `<device>:<id>` where
+    /// the balancer's holder labels them (see `engine::Holder`): on the
+    /// interface of the segment whose subnet holds them (the first one's if
+    /// none does), or on `lo` when routed.
     pub vips: Vec<Vip>,
+}
+
+impl Balancer {
+    /// The segment whose subnet holds `address`, if any.
+    pub fn segment_of(&self, address: IpAddr) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.contains(address))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -427,6 +460,11 @@ pub struct Vip {
     pub cluster: Name,
     pub id: ClusterId,
     pub address: IpAddr,
+    /// The device that holds it.
+    pub device: IfName,
+    /// Routed to the host rather than answered for by ARP: a balancer holds
+    /// it on `lo` as a single address with scope host, like a backend.
+    pub routed: bool,
     /// `<device>:<id>`; IPv4 only, as the kernel has no IPv6 labels.
     pub label: Option<Label>,
 }
@@ -435,6 +473,8 @@ pub struct Vip {
 pub struct Cluster {
     pub id: ClusterId,
     pub address: IpAddr,
+    /// The address is routed to the balancers (no host answers ARP for it).
+    pub routed: bool,
     pub balancers: Vec<Name>,
     pub ports: Vec<Port>,
 }

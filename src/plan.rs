@@ -112,12 +112,16 @@ impl Plan {
                 continue;
             }
             files.extend(engine::files(model, name, balancer, inventory));
-            match balancer.holder() {
-                Holder::Script => {
-                    let holding = Holding::balancer(name, balancer, inventory);
-                    files.extend(holding.files([Output::Script]));
-                }
-                Holder::Vrrp | Holder::Engine => {}
+            // The script holds what no VRRP instance or engine does: every
+            // address, or the routed ones. ARP settings only come with
+            // routed addresses.
+            let all = match balancer.holder() {
+                Holder::Script => true,
+                Holder::Vrrp | Holder::Engine => false,
+            };
+            let holding = Holding::balancer(model, name, balancer, inventory, all);
+            if !holding.addresses.is_empty() {
+                files.extend(holding.files([Output::Sysctl, Output::Script]));
             }
         }
         files.sort_by(|(a, _), (b, _)| (&a.host, &a.path).cmp(&(&b.host, &b.path)));

@@ -24,7 +24,7 @@ use crate::engine::Holder;
 use crate::inventory::{self as raw, Scalar, Spanned, Value};
 use crate::model::{
     ArpAnnounce, ArpIgnore, Backend, Balancer, Check, Cluster, ClusterId, Defaults, Engine, IfName,
-    Label, Model, Name, OnFailure, Output, Probe, Scheduler, Separator, Timing, Vip, Vrrp,
+    Label, Model, Name, OnFailure, Output, Probe, Scheduler, Segment, Separator, Timing, Vip, Vrrp,
 };
 use crate::source::Span;
 
@@ -64,11 +64,40 @@ struct HostAddrs {
     v6: Option<Spanned<Ipv6Net>>,
 }
 
+/// One segment of a balancer, checked: its interface and addresses.
+struct CheckedSegment {
+    interface: Spanned<IfName>,
+    v4: Spanned<Ipv4Net>,
+    v6: Option<Spanned<Ipv6Net>>,
+}
+
+impl CheckedSegment {
+    /// The segment's subnet of `addr`'s family, with the node of its address.
+    fn net_of(&self, addr: IpAddr) -> Option<(IpNet, Span)> {
+        match addr {
+            IpAddr::V4(_) => Some((self.v4.value.trunc().into(), self.v4.span)),
+            IpAddr::V6(_) => self.v6.as_ref().map(|a| (a.value.trunc().into(), a.span)),
+        }
+    }
+
+    fn contains(&self, addr: IpAddr) -> bool {
+        self.net_of(addr)
+            .is_some_and(|(net, _)| net.contains(&addr))
+    }
+}
+
 struct CheckedBalancer {
     name: Name,
+    /// The first segment's addresses (the only one's, with `interface`).
     addrs: HostAddrs,
     engine: Option<Engine>,
+    /// The first segment's interface.
     interface: Option<Spanned<IfName>>,
+    /// Every segment whose interface and IPv4 address are valid, first one
+    /// first; `interfaces` when given.
+    segments: Vec<CheckedSegment>,
+    /// Whether the balancer was given as `interfaces` (several segments).
+    listed: bool,
     vrrp: Option<Spanned<Vrrp>>,
     separator: Separator,
 }
@@ -77,6 +106,22 @@ impl CheckedBalancer {
     /// Who holds the balancer's cluster addresses, once its engine is known.
     fn holder(&self) -> Option<Holder> {
         self.engine.map(|e| e.holder(self.vrrp.is_some()))
+    }
+
+    /// The segment whose subnet holds `addr`.
+    fn segment_of(&self, addr: IpAddr) -> Option<&CheckedSegment> {
+        self.segments.iter().find(|s| s.contains(addr))
+    }
+
+    /// The device that holds a cluster address: `lo` when it is routed, else
+    /// the interface of the segment whose subnet holds it, else the first.
+    fn device_of(&self, addr: IpAddr, routed: bool) -> Option<&Spanned<IfName>> {
+        if routed {
+            return None;
+        }
+        self.segment_of(addr)
+            .map(|s| &s.interface)
+            .or(self.interface.as_ref())
     }
 }
 
@@ -487,14 +532,27 @@ fn assemble(
         .zip(&served.balancers)
         .map(|(b, ordinals)| {
             let holder = b.holder()?;
-            let interface = b.interface?.value;
+            let interface = b.interface.as_ref()?.value.clone();
             let mut clusters: Vec<Name> = ordinals
                 .iter()
                 .map(|&c| served.clusters[c].1.clone())
                 .collect();
             clusters.sort();
             let labels = holder.labels();
-            let vips = vips(&served.clusters, ordinals, &interface, labels)?;
+            let lo = IfName::parse("lo").expect("valid");
+            let vips = vips(&served.clusters, ordinals, labels, |address, routed| {
+                b.device_of(address, routed)
+                    .map_or_else(|| lo.clone(), |d| d.value.clone())
+            })?;
+            let segments = b
+                .segments
+                .into_iter()
+                .map(|s| Segment {
+                    interface: s.interface.value,
+                    address: s.v4.value,
+                    address6: s.v6.map(|a| a.value),
+                })
+                .collect();
             Some((
                 b.name,
                 Balancer {
@@ -502,6 +560,7 @@ fn assemble(
                     interface,
                     address: b.addrs.v4?.value,
                     address6: b.addrs.v6.map(|a| a.value),
+                    segments,
                     vrrp: b.vrrp.map(|v| v.value),
                     separator: b.separator,
                     clusters,
@@ -517,7 +576,7 @@ fn assemble(
             let vip_device = b
                 .vip_device
                 .map_or_else(|| IfName::parse("lo").expect("valid"), |d| d.value);
-            let vips = vips(&served.clusters, ordinals, &vip_device, true)?;
+            let vips = vips(&served.clusters, ordinals, true, |_, _| vip_device.clone())?;
             Some((
                 b.name,
                 Backend {
@@ -542,21 +601,23 @@ fn assemble(
     })
 }
 
-/// The cluster addresses a host holds, in cluster id order, labelled
-/// `<device>:<id>` when `labels` (IPv4 only: the kernel has no IPv6 labels).
-/// `None` when a label is too long, which `labels` in `cluster.rs` reported.
+/// The cluster addresses a host holds, in cluster id order, each on the
+/// device `device` gives for (address, routed), labelled `<device>:<id>` when
+/// `labels` (IPv4 only: the kernel has no IPv6 labels). `None` when a label
+/// is too long, which `labels` in `cluster.rs` reported.
 fn vips(
-    clusters: &[(ClusterId, Name, IpAddr)],
+    clusters: &[(ClusterId, Name, IpAddr, bool)],
     ordinals: &[usize],
-    device: &IfName,
     labels: bool,
+    device: impl Fn(IpAddr, bool) -> IfName,
 ) -> Option<Vec<Vip>> {
     ordinals
         .iter()
         .map(|&c| {
-            let (id, cluster, address) = &clusters[c];
+            let (id, cluster, address, routed) = &clusters[c];
+            let device = device(*address, *routed);
             let label = if labels && address.is_ipv4() {
-                Some(Label::new(device, *id).ok()?)
+                Some(Label::new(&device, *id).ok()?)
             } else {
                 None
             };
@@ -564,6 +625,8 @@ fn vips(
                 cluster: cluster.clone(),
                 id: *id,
                 address: *address,
+                device,
+                routed: *routed,
                 label,
             })
         })

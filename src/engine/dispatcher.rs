@@ -101,7 +101,12 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
         let address = s.address.to_string();
         if clusters.last().is_none_or(|c| c.address != address) {
             let configure = if s.address.is_ipv4() {
-                format!("{} {}", balancer.interface, balancer.address.netmask())
+                // On the segment whose subnet holds the address (the first
+                // one when none does).
+                let segment = balancer
+                    .segment_of(s.address)
+                    .unwrap_or(&balancer.segments[0]);
+                format!("{} {}", segment.interface, segment.address.netmask())
             } else {
                 String::new()
             };

@@ -185,7 +185,8 @@ fn instances(b: &Balancing, v: &Vrrp) -> Vec<Instance> {
     // (order of the pair's balancers, clusters listing them so), by the
     // first cluster id of each group: the vips are in id order.
     let mut groups: Vec<(Vec<&Name>, Vec<&Name>)> = Vec::new();
-    for vip in &balancer.vips {
+    // Routed addresses are dsrgen-vips's on lo, no instance's.
+    for vip in balancer.vips.iter().filter(|vip| !vip.routed) {
         let order: Vec<&Name> = if v.active_active {
             b.model.clusters[&vip.cluster]
                 .balancers
@@ -217,15 +218,15 @@ fn instances(b: &Balancing, v: &Vrrp) -> Vec<Instance> {
             let vips: Vec<&Vip> = balancer
                 .vips
                 .iter()
-                .filter(|vip| clusters.contains(&&vip.cluster))
+                .filter(|vip| clusters.contains(&&vip.cluster) && !vip.routed)
                 .collect();
             let any_ipv4 = vips.iter().any(|vip| vip.address.is_ipv4());
             let (mut addresses, mut excluded) = (Vec::new(), Vec::new());
             for vip in &vips {
-                let cidr = balancer_cidr(balancer, vip.address);
+                let cidr = balancer_cidr(balancer, vip);
                 let line = match &vip.label {
-                    Some(label) => format!("{cidr} dev {} label {label}", balancer.interface),
-                    None => format!("{cidr} dev {}", balancer.interface),
+                    Some(label) => format!("{cidr} dev {} label {label}", vip.device),
+                    None => format!("{cidr} dev {}", vip.device),
                 };
                 // keepalived takes one family per instance; the other goes to
                 // virtual_ipaddress_excluded.

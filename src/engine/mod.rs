@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::model::{
-    Balancer, Check, ClusterId, Engine, Model, Name, Port, Probe, Protocol, Scheduler,
+    Balancer, Check, ClusterId, Engine, Model, Name, Port, Probe, Protocol, Scheduler, Vip,
 };
 use crate::plan::{Context, PlannedFile};
 
@@ -157,6 +157,18 @@ impl Engine {
             Engine::Keepalived if vrrp => Holder::Vrrp,
             Engine::Dispatcher => Holder::Engine,
             Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => Holder::Script,
+        }
+    }
+}
+
+impl Engine {
+    /// Whether a balancer of this engine can hold a routed cluster address
+    /// on its loopback (dsrgen's script does, beside VRRP or for the
+    /// script's holders); Dispatcher configures addresses on its interface.
+    pub fn holds_routed(self) -> bool {
+        match self {
+            Engine::Keepalived | Engine::Ipvsadm | Engine::Nftables => true,
+            Engine::Dispatcher => false,
         }
     }
 }
@@ -312,17 +324,17 @@ pub fn backend_address(model: &Model, backend: &Name, cluster: IpAddr) -> Option
     }
 }
 
-/// The address a balancer holds for a cluster on its interface: with the
-/// subnet's prefix when the address is inside it (as any secondary address),
-/// else as a single address.
-pub fn balancer_cidr(balancer: &Balancer, address: IpAddr) -> String {
-    let prefix = match address {
-        IpAddr::V4(a) if balancer.address.contains(&a) => balancer.address.prefix_len(),
-        IpAddr::V6(a) if balancer.address6.is_some_and(|n| n.contains(&a)) => {
-            balancer.address6.expect("checked").prefix_len()
-        }
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
+/// The address a balancer holds for a cluster: on the interface of the
+/// segment whose subnet holds it, with the subnet's prefix (as any secondary
+/// address); else, and on `lo` when routed, as a single address.
+pub fn balancer_cidr(balancer: &Balancer, vip: &Vip) -> String {
+    let address = vip.address;
+    let segment = balancer.segment_of(address).filter(|_| !vip.routed);
+    let prefix = match (address, segment) {
+        (IpAddr::V4(_), Some(s)) => s.address.prefix_len(),
+        (IpAddr::V6(_), Some(s)) => s.address6.expect("contains checked").prefix_len(),
+        (IpAddr::V4(_), None) => 32,
+        (IpAddr::V6(_), None) => 128,
     };
     format!("{address}/{prefix}")
 }

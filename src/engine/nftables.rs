@@ -47,6 +47,12 @@ pub struct NftablesContext {
     pub inventory: String,
     pub host: Name,
     pub interface: IfName,
+    /// Where the ingress chain hooks: `device "<if>"`, or `devices = { ... }`
+    /// on a balancer on several segments.
+    pub ingress: String,
+    /// A balancer on several segments: each segment's backends, which leave
+    /// by its interface. Empty on one segment.
+    pub segments: Vec<NftSegment>,
     pub seed: &'static str,
     pub pin_seed: &'static str,
     pub flow_timeout: &'static str,
@@ -81,6 +87,21 @@ pub struct Chain {
     /// The pin map, `flows` or `persist_<seconds>`, and what its hash reads.
     pub pin_map: String,
     pub pin: String,
+    /// What sends the frame to the backend whose id is in the mark: `fwd` by
+    /// the balancer's one interface, or on several segments a jump to
+    /// `out4`/`out6`, which picks the interface of the backend's segment.
+    pub forward: String,
+}
+
+/// The backends a balancer on several segments reaches by one interface.
+#[derive(Clone, Debug, Serialize)]
+pub struct NftSegment {
+    pub interface: IfName,
+    /// The sets of its backend ids, `seg4_<n>` and `seg6_<n>`.
+    pub set4: String,
+    pub set6: String,
+    pub backends4: Vec<u32>,
+    pub backends6: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -157,8 +178,23 @@ fn fields(v6: bool, icmp: bool) -> Fields {
     }
 }
 
+/// The statement that forwards a frame of family `v` to the backend whose id
+/// is in the mark, by `interface`.
+fn fwd(v6: bool, interface: &IfName) -> String {
+    let (family, v) = if v6 { ("ip6", 6) } else { ("ip", 4) };
+    format!("fwd {family} to meta mark map @be{v} device \"{interface}\"")
+}
+
 impl Chain {
-    fn new(v6: bool, icmp: bool, kind: HashScheduler, modulus: u32, persistence: u32) -> Self {
+    fn new(
+        v6: bool,
+        icmp: bool,
+        kind: HashScheduler,
+        modulus: u32,
+        persistence: u32,
+        // The only interface, or none on several segments.
+        interface: Option<&IfName>,
+    ) -> Self {
         let f = fields(v6, icmp);
         let hash = match kind {
             HashScheduler::Sh => f.client.clone(),
@@ -192,12 +228,53 @@ impl Chain {
             modulus,
             pin_map,
             pin,
+            forward: interface.map_or_else(|| format!("goto out{v}"), |i| fwd(v6, i)),
         }
     }
 }
 
 pub fn file(b: &Balancing) -> (PlannedFile, Context) {
     let ids = backend_ids(&b.services);
+    let balancer = b.balancer;
+    // On several segments, frames come in on every interface, and each
+    // backend is reached by the interface of its segment (validation put
+    // every backend on one).
+    let several = balancer.segments.len() > 1;
+    let one = (!several).then_some(&balancer.interface);
+    let ingress = if several {
+        let devices: Vec<String> = balancer
+            .segments
+            .iter()
+            .map(|s| format!("\"{}\"", s.interface))
+            .collect();
+        format!("devices = {{ {} }}", devices.join(", "))
+    } else {
+        format!("device \"{}\"", balancer.interface)
+    };
+    let segments: Vec<NftSegment> = if several {
+        balancer
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(n, seg)| {
+                let on = |v6: bool| {
+                    ids.iter()
+                        .filter(|(a, _)| a.is_ipv6() == v6 && seg.contains(**a))
+                        .map(|(_, &id)| id)
+                        .collect()
+                };
+                NftSegment {
+                    interface: seg.interface.clone(),
+                    set4: format!("seg4_{n}"),
+                    set6: format!("seg6_{n}"),
+                    backends4: on(false),
+                    backends6: on(true),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut chains = BTreeSet::new();
     let mut persistence = BTreeSet::new();
     let mut services = Vec::new();
@@ -212,8 +289,8 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
         let v6 = s.address.is_ipv6();
         let kind = s.port.hash_scheduler;
         let p = s.port.persistence;
-        let chain = Chain::new(v6, false, kind, size, p);
-        let icmp = Chain::new(v6, true, kind, size, p);
+        let chain = Chain::new(v6, false, kind, size, p, one);
+        let icmp = Chain::new(v6, true, kind, size, p, one);
         if p > 0 {
             persistence.insert(p);
         }
@@ -258,6 +335,8 @@ pub fn file(b: &Balancing) -> (PlannedFile, Context) {
             inventory: b.inventory.to_owned(),
             host: b.name.clone(),
             interface: b.balancer.interface.clone(),
+            ingress,
+            segments,
             seed: SEED,
             pin_seed: PIN_SEED,
             flow_timeout: FLOW_TIMEOUT,

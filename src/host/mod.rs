@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::engine::balancer_cidr;
-use crate::model::{ArpAnnounce, ArpIgnore, Backend, Balancer, IfName, Model, Name, Output};
+use crate::model::{ArpAnnounce, ArpIgnore, Backend, Balancer, IfName, Model, Name, Output, Vip};
 use crate::plan::{Context, PlannedFile, Role};
 
 /// Everything the outputs of one host are made from.
@@ -37,10 +37,13 @@ pub struct Holding<'m> {
     pub arp: Option<Arp<'m>>,
 }
 
-/// `arp_ignore` and `arp_announce` for `all` and for the host's interface.
-#[derive(Clone, Copy, Debug)]
+/// `arp_ignore` and `arp_announce` for `all` and for the host's interfaces.
+#[derive(Clone, Debug)]
 pub struct Arp<'m> {
-    pub interface: &'m IfName,
+    /// The host's interfaces (a balancer on several segments has several).
+    pub interfaces: Vec<&'m IfName>,
+    /// The device that holds the addresses kept quiet (scope host).
+    pub device: &'m IfName,
     pub ignore: ArpIgnore,
     pub announce: ArpAnnounce,
 }
@@ -64,6 +67,8 @@ pub struct HeldAddress {
     pub scope: &'static str,
     pub label: Option<String>,
     pub cluster: Name,
+    /// The device that holds it.
+    pub device: IfName,
 }
 
 impl<'m> Holding<'m> {
@@ -91,12 +96,14 @@ impl<'m> Holding<'m> {
                 },
                 label: vip.label.as_ref().map(|l| l.as_str().to_owned()),
                 cluster: vip.cluster.clone(),
+                device: device.clone(),
             })
             .collect();
         // IPv6 needs no ARP settings: Linux answers neighbour solicitations
         // only for addresses on the receiving interface (net/ipv6/ndisc.c).
-        let arp = backend.has_ipv4_vip().then_some(Arp {
-            interface: &backend.interface,
+        let arp = backend.has_ipv4_vip().then(|| Arp {
+            interfaces: vec![&backend.interface],
+            device,
             ignore: model.defaults.arp_ignore,
             announce: model.defaults.arp_announce,
         });
@@ -117,35 +124,77 @@ impl<'m> Holding<'m> {
         }
     }
 
-    /// A balancer that holds its cluster addresses itself, on its interface
-    /// next to its own address, so that it and no backend answers ARP.
-    pub fn balancer(host: &'m Name, balancer: &'m Balancer, inventory: &'m str) -> Self {
+    /// A balancer that holds cluster addresses itself: on the interface of
+    /// each address's segment, next to its own address, so that it and no
+    /// backend answers ARP; and a routed address on `lo`, alone, with scope
+    /// host and the ARP settings a backend gets, so that nothing answers ARP
+    /// for it. `all` says whether the script holds every address (its
+    /// holder is the script) or the routed ones only (VRRP holds the rest).
+    pub fn balancer(
+        model: &'m Model,
+        host: &'m Name,
+        balancer: &'m Balancer,
+        inventory: &'m str,
+        all: bool,
+    ) -> Self {
         let interface = &balancer.interface;
-        let addresses = balancer
+        let held: Vec<&Vip> = balancer
             .vips
+            .iter()
+            .filter(|vip| all || vip.routed)
+            .collect();
+        let addresses = held
             .iter()
             .map(|vip| HeldAddress {
                 family: family(vip.address),
-                cidr: balancer_cidr(balancer, vip.address),
-                scope: "global",
+                cidr: balancer_cidr(balancer, vip),
+                scope: if vip.routed && vip.address.is_ipv4() {
+                    "host"
+                } else {
+                    "global"
+                },
                 label: vip.label.as_ref().map(|l| l.as_str().to_owned()),
                 cluster: vip.cluster.clone(),
+                device: vip.device.clone(),
             })
             .collect();
+        let routed = held.iter().find(|vip| vip.routed && vip.address.is_ipv4());
+        let arp = routed.map(|vip| Arp {
+            interfaces: balancer.segments.iter().map(|s| &s.interface).collect(),
+            device: &vip.device,
+            ignore: model.defaults.arp_ignore,
+            announce: model.defaults.arp_announce,
+        });
+        let purpose = if held.iter().all(|vip| !vip.routed) {
+            vec![
+                format!("The cluster addresses {host} answers ARP for, held on {interface}"),
+                "next to its own address. Backends hold them on their loopback and".to_owned(),
+                "never answer ARP for them.".to_owned(),
+            ]
+        } else {
+            vec![
+                format!("The cluster addresses {host} holds itself: those routed to it on lo,"),
+                "alone and with scope host, so that the ARP settings below keep every".to_owned(),
+                "host of the segment from answering for them; the others, if any, on".to_owned(),
+                "the interface of their segment, where it answers ARP for them.".to_owned(),
+            ]
+        };
+        // One device for all (lo for routed ones alone), else the first
+        // interface; the script then names each address's device.
+        let device = match held.first() {
+            Some(first) if held.iter().all(|vip| vip.device == first.device) => &first.device,
+            _ => interface,
+        };
         Self {
             host,
             role: Role::Balancer,
             inventory,
-            device: interface,
+            device,
             dummy: false,
             owns_device: false,
-            purpose: vec![
-                format!("The cluster addresses {host} answers ARP for, held on {interface}"),
-                "next to its own address. Backends hold them on their loopback and".to_owned(),
-                "never answer ARP for them.".to_owned(),
-            ],
+            purpose,
             addresses,
-            arp: None,
+            arp,
         }
     }
 

@@ -19,6 +19,11 @@ pub struct ScriptContext {
     /// The comment that says what the script holds, line by line.
     pub purpose: Vec<String>,
     pub device: IfName,
+    /// The addresses are on several devices, or another than `device`:
+    /// each address line then names its own.
+    pub several: bool,
+    /// The devices, as the status line names them.
+    pub devices: String,
     pub create_dummy: bool,
     pub bring_up: bool,
     pub sysctls: Vec<ProcSetting>,
@@ -42,9 +47,9 @@ pub struct ServiceContext {
 
 /// The script and its unit.
 pub fn files(h: &Holding) -> [(PlannedFile, Context); 2] {
-    let sysctls = h.arp.map_or_else(Vec::new, |arp| {
-        [("all", "required"), (arp.interface.as_str(), "optional")]
-            .into_iter()
+    let sysctls = h.arp.as_ref().map_or_else(Vec::new, |arp| {
+        std::iter::once(("all", "required"))
+            .chain(arp.interfaces.iter().map(|i| (i.as_str(), "optional")))
             .flat_map(|(conf, required)| {
                 arp.settings()
                     .into_iter()
@@ -61,6 +66,13 @@ pub fn files(h: &Holding) -> [(PlannedFile, Context); 2] {
         host: h.host.clone(),
         purpose: h.purpose.clone(),
         device: h.device.clone(),
+        several: h.addresses.iter().any(|a| &a.device != h.device),
+        devices: {
+            let mut devices: Vec<&str> = h.addresses.iter().map(|a| a.device.as_str()).collect();
+            devices.sort_unstable();
+            devices.dedup();
+            devices.join(", ")
+        },
         create_dummy: h.dummy,
         bring_up: h.owns_device,
         sysctls,

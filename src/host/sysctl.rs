@@ -25,10 +25,10 @@ pub struct SysctlSetting {
 
 /// The fragment, when the host has ARP settings to make.
 pub fn file(h: &Holding) -> Option<(PlannedFile, Context)> {
-    let arp = h.arp?;
+    let arp = h.arp.as_ref()?;
     // The kernel uses the larger of conf/all and the receiving interface.
-    let settings = ["all", arp.interface.as_str()]
-        .into_iter()
+    let settings = std::iter::once("all")
+        .chain(arp.interfaces.iter().map(|i| i.as_str()))
         .flat_map(|conf| {
             arp.settings()
                 .into_iter()
@@ -44,7 +44,7 @@ pub fn file(h: &Holding) -> Option<(PlannedFile, Context)> {
         Context::Sysctl(SysctlContext {
             inventory: h.inventory.to_owned(),
             host: h.host.clone(),
-            device: h.device.clone(),
+            device: arp.device.clone(),
             settings,
         }),
     ))

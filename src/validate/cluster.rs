@@ -43,8 +43,9 @@ pub(super) struct ClusterPass<'v, 'a> {
 
 /// Which valid clusters each balancer and backend serves.
 pub(super) struct Served {
-    /// Clusters with a valid id and address; the others are indexed here.
-    pub(super) clusters: Vec<(ClusterId, Name, IpAddr)>,
+    /// Clusters with a valid id, address and `routed`, which the others
+    /// index: (id, name, address, routed).
+    pub(super) clusters: Vec<(ClusterId, Name, IpAddr, bool)>,
     /// Per balancer and per backend (by index): indexes into `clusters`.
     pub(super) balancers: Vec<Vec<usize>>,
     pub(super) backends: Vec<Vec<usize>>,
@@ -62,9 +63,13 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         let mut host_addresses: HashMap<IpAddr, (String, Span)> = HashMap::new();
         let hosts = balancers
             .iter()
-            .map(|b| ("balancer", &b.name, &b.addrs))
-            .chain(backends.iter().map(|b| ("backend", &b.name, &b.addrs)));
-        for (role, name, addrs) in hosts {
+            .map(|b| ("balancer", &b.name, &b.addrs, b.segments.as_slice()))
+            .chain(
+                backends
+                    .iter()
+                    .map(|b| ("backend", &b.name, &b.addrs, &[][..])),
+            );
+        for (role, name, addrs, segments) in hosts {
             let owner = format!("{role} `{name}`");
             let v4 = addrs
                 .v4
@@ -74,7 +79,13 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 .v6
                 .as_ref()
                 .map(|a| (IpAddr::V6(a.value.addr()), a.span));
-            for (addr, span) in v4.into_iter().chain(v6) {
+            // The first segment's addresses are `addrs`.
+            let more = segments.iter().skip(1).flat_map(|s| {
+                let v4 = (IpAddr::V4(s.v4.value.addr()), s.v4.span);
+                let v6 = s.v6.as_ref().map(|a| (IpAddr::V6(a.value.addr()), a.span));
+                std::iter::once(v4).chain(v6)
+            });
+            for (addr, span) in v4.into_iter().chain(v6).chain(more) {
                 // Two hosts with one address: the balancers' tables would list
                 // one real server twice (keepalived refuses that config).
                 if let Some((other, first)) = host_addresses.get(&addr) {
@@ -171,7 +182,12 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             .and_then(|a| Some((self.v.vip(a, &ctx)?, a.span)))
             .and_then(|(addr, span)| self.unique_address(&name, &ctx, addr, span));
 
-        let balancers = self.cluster_balancers(raw, key.span, &ctx, address);
+        let routed = match &raw.routed {
+            None => Some(false),
+            Some(r) => self.v.boolean(r, "routed", &ctx),
+        };
+        let balancers =
+            self.cluster_balancers(raw, key.span, &ctx, address, routed.unwrap_or(false));
 
         let mut ports = Vec::new();
         if let Some(raw_ports) = self.v.required(raw.ports.as_ref(), "ports", &ctx, key.span) {
@@ -182,13 +198,20 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         }
 
         self.engine_ports(&ctx, &balancers, raw);
-        if let Some((addr, addr_span)) = address {
+        if let Some((addr, addr_span)) = address
+            && routed == Some(false)
+        {
             self.one_arp_answer(&ctx, addr, addr_span, &balancers);
         }
-        if let (Some(id), Some((addr, _))) = (&id, address) {
-            self.labels(&ctx, id, addr, &balancers, &ports);
+        if let (Some(true), Some(r)) = (routed, &raw.routed) {
+            self.routed_holders(&ctx, r.span, &balancers);
+        }
+        if let (Some(id), Some((addr, _)), Some(routed)) = (&id, address, routed) {
+            self.labels(&ctx, id, addr, routed, &balancers, &ports);
             let ordinal = self.served.clusters.len();
-            self.served.clusters.push((id.value, name.clone(), addr));
+            self.served
+                .clusters
+                .push((id.value, name.clone(), addr, routed));
             self.served
                 .orders
                 .push(balancers.iter().map(|&(i, _)| i).collect());
@@ -207,6 +230,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             Cluster {
                 id: id?.value,
                 address: address?.0,
+                routed: routed?,
                 balancers: balancers
                     .iter()
                     .map(|&(i, _)| self.balancers[i].name.clone())
@@ -256,6 +280,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         parent: Span,
         ctx: &str,
         address: Option<(IpAddr, Span)>,
+        routed: bool,
     ) -> Vec<(usize, Span)> {
         let mut out: Vec<(usize, Span)> = Vec::new();
         let Some(list) = self
@@ -289,7 +314,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
             }
             out.push((i, item.span));
             if let Some((addr, addr_span)) = address {
-                self.vip_in_balancer_subnet(ctx, i, item.span, addr, addr_span);
+                self.vip_in_balancer_subnet(ctx, i, item.span, addr, addr_span, routed);
                 let b = &self.balancers[i];
                 // Only a dispatcher balancer has a separator other than `@`.
                 if addr.is_ipv6() && b.separator == Separator::Colon {
@@ -314,40 +339,66 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         reference: Span,
         addr: IpAddr,
         addr_span: Span,
+        routed: bool,
     ) {
         let b = &self.balancers[i];
-        let net: Option<(IpNet, Span)> = match addr {
-            IpAddr::V4(_) => b.addrs.v4.as_ref().map(|a| (a.value.into(), a.span)),
-            IpAddr::V6(_) => {
-                if b.addrs.v6.is_none() {
-                    self.v
-                        .error(
-                            format!(
-                                "{ctx}: the cluster address `{addr}` is IPv6, but balancer `{}` has no `address6`",
-                                b.name
-                            ),
-                            reference,
-                        )
-                        .notes
-                        .push(("the balancer is defined here".to_owned(), b.addrs.key));
-                }
-                b.addrs.v6.as_ref().map(|a| (a.value.into(), a.span))
+        if addr.is_ipv6() && b.addrs.v6.is_none() && b.segments.iter().all(|s| s.v6.is_none()) {
+            self.v
+                .error(
+                    format!(
+                        "{ctx}: the cluster address `{addr}` is IPv6, but balancer `{}` has no `address6`",
+                        b.name
+                    ),
+                    reference,
+                )
+                .notes
+                .push(("the balancer is defined here".to_owned(), b.addrs.key));
+        }
+        let inside = b.segment_of(addr).and_then(|s| s.net_of(addr));
+        let Some((net, net_span)) = inside else {
+            // The first segment's subnet, as the single form names it.
+            let Some((net, net_span)) = b.segments.first().and_then(|s| s.net_of(addr)) else {
+                return;
+            };
+            if routed {
+                return;
             }
+            let outside = if b.listed {
+                let nets: Vec<String> = b
+                    .segments
+                    .iter()
+                    .filter_map(|s| Some(format!("{} {}", s.interface.value, s.net_of(addr)?.0)))
+                    .collect();
+                format!(
+                    "outside every subnet of balancer `{}` ({})",
+                    b.name,
+                    nets.join(", ")
+                )
+            } else {
+                format!("outside balancer `{}`'s subnet {net}", b.name)
+            };
+            self.v
+                .warning(
+                    format!("{ctx}: `{addr}` is {outside}; it must be routed to the balancer"),
+                    addr_span,
+                )
+                .notes
+                .push(("the balancer's address is here".to_owned(), net_span));
+            return;
         };
-        let Some((net, net_span)) = net else { return };
-        let net = net.trunc();
-        if !net.contains(&addr) {
+        if routed {
+            // Hosts of the segment ARP for an address inside its subnet, and
+            // nothing answers for a routed one.
             self.v
                 .warning(
                     format!(
-                        "{ctx}: `{addr}` is outside balancer `{}`'s subnet {net}; it must be routed to the balancer",
+                        "{ctx}: `{addr}` is routed, but inside balancer `{}`'s subnet {net}: hosts on that segment ask ARP for it and get no answer",
                         b.name
                     ),
                     addr_span,
                 )
                 .notes
                 .push(("the balancer's address is here".to_owned(), net_span));
-            return;
         }
         let is_broadcast =
             matches!(net, IpNet::V4(n) if n.prefix_len() < 31 && IpAddr::V4(n.broadcast()) == addr);
@@ -432,18 +483,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         addr_span: Span,
         balancers: &[(usize, Span)],
     ) {
-        let in_subnet = |b: &CheckedBalancer| match addr {
-            IpAddr::V4(a4) => b
-                .addrs
-                .v4
-                .as_ref()
-                .is_some_and(|a| a.value.trunc().contains(&a4)),
-            IpAddr::V6(a6) => b
-                .addrs
-                .v6
-                .as_ref()
-                .is_some_and(|a| a.value.trunc().contains(&a6)),
-        };
+        let in_subnet = |b: &CheckedBalancer| b.segment_of(addr).is_some();
         let holders: Vec<&CheckedBalancer> = balancers
             .iter()
             .map(|&(i, _)| &self.balancers[i])
@@ -467,6 +507,26 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
                 "let one hold it at a time: keepalived with `vrrp` on every balancer of the cluster, or run `dsrgen-vips up` on the active one only"
                     .to_owned(),
             );
+        }
+    }
+
+    /// A routed cluster address is held on each balancer's loopback; an
+    /// engine that puts cluster addresses on the interface itself cannot.
+    fn routed_holders(&mut self, ctx: &str, routed: Span, balancers: &[(usize, Span)]) {
+        for &(i, reference) in balancers {
+            let b = &self.balancers[i];
+            if let Some(engine) = b.engine.filter(|e| !e.holds_routed()) {
+                self.v
+                    .error(
+                        format!(
+                            "{ctx}: {engine} balancer `{}` puts cluster addresses on its interface itself, so it cannot hold a routed one on its loopback",
+                            b.name
+                        ),
+                        routed,
+                    )
+                    .notes
+                    .push(("the balancer is listed here".to_owned(), reference));
+            }
         }
     }
 
@@ -510,6 +570,7 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         ctx: &str,
         id: &Spanned<ClusterId>,
         addr: IpAddr,
+        routed: bool,
         balancers: &[(usize, Span)],
         ports: &[CheckedPort],
     ) {
@@ -520,10 +581,10 @@ impl<'v, 'a> ClusterPass<'v, 'a> {
         let balancer_devices = balancers.iter().filter_map(|&(i, _)| {
             let b = &self.balancers[i];
             // Dispatcher's `executor configure` aliases without a label. An
-            // unknown engine is checked as if it labelled.
+            // unknown engine is checked as if it labelled. A routed address
+            // is labelled `lo:<id>`, which fits.
             let interface = b
-                .interface
-                .as_ref()
+                .device_of(addr, routed)
                 .filter(|_| b.holder().is_none_or(Holder::labels))?;
             Some((interface, Role::Balancer, &b.name))
         });

@@ -4,12 +4,15 @@
 
 use std::collections::HashMap;
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 use super::{
-    CheckedBackend, CheckedBalancer, CheckedDefaults, HostAddrs, MAX_PERSISTENCE, Validator,
+    CheckedBackend, CheckedBalancer, CheckedDefaults, CheckedSegment, HostAddrs, MAX_PERSISTENCE,
+    Validator,
 };
 use crate::inventory::{self as raw, Spanned, Value};
 use crate::model::{
-    ArpAnnounce, ArpIgnore, Engine, Name, Notify, OnFailure, Output, Scheduler, ScriptPath,
+    ArpAnnounce, ArpIgnore, Engine, IfName, Name, Notify, OnFailure, Output, Scheduler, ScriptPath,
     Separator, Timing, Vrrp,
 };
 use crate::source::Span;
@@ -99,22 +102,27 @@ impl Validator {
         let engine = self
             .required(raw.engine.as_ref(), "engine", &ctx, key.span)
             .and_then(|e| self.keyword(e, "engine", &ctx, Engine::ALL, Engine::as_str));
-        let interface = self
-            .required(raw.interface.as_ref(), "interface", &ctx, key.span)
-            .and_then(|i| self.ifname(i, "interface", &ctx));
-        // A balancer holds cluster addresses with its subnet's prefix on its
-        // interface: on lo that makes the whole subnet local to it.
-        if let Some(i) = interface.as_ref().filter(|i| i.value.as_str() == "lo") {
-            self.error(
-                format!("{ctx}: `interface` cannot be `lo`: a balancer holds cluster addresses with its subnet's prefix on its interface, and on lo that makes the whole subnet local"),
-                i.span,
-            )
-            .help = Some("name the interface that faces the clients, such as `eth0`".to_owned());
-        }
-        let v4 = self
-            .required(raw.address.as_ref(), "address", &ctx, key.span)
-            .and_then(|a| self.host_v4(a, &ctx));
-        let v6 = raw.address6.as_ref().and_then(|a| self.host_v6(a, &ctx));
+        let (interface, v4, v6, segments) = if let Some(list) = &raw.interfaces {
+            self.segments(raw, list, &ctx)
+        } else {
+            let interface = self
+                .required(raw.interface.as_ref(), "interface", &ctx, key.span)
+                .and_then(|i| self.ifname(i, "interface", &ctx));
+            self.not_lo(interface.as_ref(), &ctx);
+            let v4 = self
+                .required(raw.address.as_ref(), "address", &ctx, key.span)
+                .and_then(|a| self.host_v4(a, &ctx));
+            let v6 = raw.address6.as_ref().and_then(|a| self.host_v6(a, &ctx));
+            let segments = match (&interface, &v4) {
+                (Some(i), Some(a)) => vec![CheckedSegment {
+                    interface: i.clone(),
+                    v4: a.clone(),
+                    v6: v6.clone(),
+                }],
+                _ => Vec::new(),
+            };
+            (interface, v4, v6, segments)
+        };
 
         let mut vrrp = None;
         if let Some(raw_vrrp) = &raw.vrrp {
@@ -152,9 +160,133 @@ impl Validator {
             },
             engine,
             interface,
+            listed: raw.interfaces.is_some(),
+            segments,
             vrrp,
             separator,
         })
+    }
+
+    /// A balancer holds cluster addresses with its subnet's prefix on its
+    /// interface: on lo that makes the whole subnet local to it.
+    fn not_lo(&mut self, interface: Option<&Spanned<IfName>>, ctx: &str) {
+        if let Some(i) = interface.filter(|i| i.value.is_loopback()) {
+            self.error(
+                format!("{ctx}: `interface` cannot be `lo`: a balancer holds cluster addresses with its subnet's prefix on its interface, and on lo that makes the whole subnet local"),
+                i.span,
+            )
+            .help = Some("name the interface that faces the clients, such as `eth0`".to_owned());
+        }
+    }
+
+    /// `interfaces`: the segments of a balancer on several, each with its
+    /// interface and addresses, the first one first. The single form's keys
+    /// may not stand beside it: which address would be whose?
+    #[allow(clippy::type_complexity)]
+    fn segments(
+        &mut self,
+        raw: &raw::Balancer,
+        list: &Spanned<raw::List<raw::Segment>>,
+        ctx: &str,
+    ) -> (
+        Option<Spanned<IfName>>,
+        Option<Spanned<Ipv4Net>>,
+        Option<Spanned<Ipv6Net>>,
+        Vec<CheckedSegment>,
+    ) {
+        for (field, value) in [
+            ("interface", &raw.interface),
+            ("address", &raw.address),
+            ("address6", &raw.address6),
+        ] {
+            if let Some(value) = value {
+                self.error(
+                    format!("{ctx}: `{field}` and `interfaces` cannot both be given; with `interfaces`, each entry gives its `name`, `address` and `address6`"),
+                    value.span,
+                )
+                .help = Some(format!("move `{field}` into the entry of `interfaces` it belongs to"));
+            }
+        }
+        if list.value.0.is_empty() {
+            self.error(
+                format!("{ctx}: `interfaces` is empty; a balancer needs at least one interface with its address"),
+                list.span,
+            );
+        }
+        let mut first = (None, None, None);
+        let mut segments: Vec<CheckedSegment> = Vec::new();
+        for (n, entry) in list.value.0.iter().enumerate() {
+            let e = &entry.value;
+            let interface = self
+                .required(
+                    e.name.as_ref(),
+                    "name",
+                    &format!("{ctx}: `interfaces` entry"),
+                    entry.span,
+                )
+                .and_then(|i| self.ifname(i, "name", ctx));
+            self.not_lo(interface.as_ref(), ctx);
+            let v4 = self
+                .required(
+                    e.address.as_ref(),
+                    "address",
+                    &format!("{ctx}: `interfaces` entry"),
+                    entry.span,
+                )
+                .and_then(|a| self.host_v4(a, ctx));
+            let v6 = e.address6.as_ref().and_then(|a| self.host_v6(a, ctx));
+            if n == 0 {
+                first = (interface.clone(), v4.clone(), v6.clone());
+            }
+            let (Some(interface), Some(v4)) = (interface, v4) else {
+                continue;
+            };
+            if let Some(other) = segments
+                .iter()
+                .find(|s| s.interface.value == interface.value)
+            {
+                self.error(
+                    format!(
+                        "{ctx}: interface `{}` is listed twice in `interfaces`",
+                        interface.value
+                    ),
+                    interface.span,
+                )
+                .notes
+                .push(("first listed here".to_owned(), other.interface.span));
+                continue;
+            }
+            // A backend or cluster address inside both subnets would belong to
+            // two segments: which interface forwards to it?
+            let overlap = segments.iter().find_map(|s| {
+                let meet =
+                    |a: IpNet, b: IpNet| a.contains(&b.network()) || b.contains(&a.network());
+                if meet(s.v4.value.trunc().into(), v4.value.trunc().into()) {
+                    return Some((s, s.v4.value.trunc().to_string(), v4.span, s.v4.span));
+                }
+                match (&s.v6, &v6) {
+                    (Some(a), Some(b)) if meet(a.value.trunc().into(), b.value.trunc().into()) => {
+                        Some((s, a.value.trunc().to_string(), b.span, a.span))
+                    }
+                    _ => None,
+                }
+            });
+            if let Some((other, net, at, first_at)) = overlap {
+                self.error(
+                    format!(
+                        "{ctx}: the subnet of interface `{}` overlaps interface `{}`'s {net}; each segment needs a subnet of its own",
+                        interface.value, other.interface.value
+                    ),
+                    at,
+                )
+                .notes
+                .push((format!("interface `{}`'s address is here", other.interface.value), first_at));
+                continue;
+            }
+            segments.push(CheckedSegment { interface, v4, v6 });
+        }
+        let (interface, v4, v6) = first;
+        (interface, v4, v6, segments)
     }
 
     fn vrrp(&mut self, v: &Spanned<raw::Vrrp>, ctx: &str) -> Option<Vrrp> {

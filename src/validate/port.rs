@@ -452,20 +452,46 @@ impl ClusterPass<'_, '_> {
         };
         for &(i, _) in balancers {
             let b = &self.balancers[i];
-            let net: Option<(IpNet, Span)> = match addr {
-                IpAddr::V4(_) => b
-                    .addrs
-                    .v4
-                    .as_ref()
-                    .map(|a| (a.value.trunc().into(), a.span)),
-                IpAddr::V6(_) => b
-                    .addrs
-                    .v6
-                    .as_ref()
-                    .map(|a| (a.value.trunc().into(), a.span)),
+            if b.segment_of(be_addr).is_some() {
+                continue;
+            }
+            let nets: Vec<(String, IpNet, Span)> = b
+                .segments
+                .iter()
+                .filter_map(|s| {
+                    let (net, span) = s.net_of(addr)?;
+                    Some((s.interface.value.to_string(), net, span))
+                })
+                .collect();
+            let Some((_, net, net_span)) = nets.first().cloned() else {
+                continue;
             };
-            let Some((net, net_span)) = net else { continue };
-            if !net.contains(&be_addr) && self.reported.insert((self.cluster, backend, i)) {
+            if !self.reported.insert((self.cluster, backend, i)) {
+                continue;
+            }
+            if b.listed {
+                // Several segments: the backend must be on one of them, and
+                // the balancer forwards to it on that one's interface.
+                let listed: Vec<String> = nets
+                    .iter()
+                    .map(|(interface, net, _)| format!("{net} on `{interface}`"))
+                    .collect();
+                let diagnostic = self.v.error(
+                    format!(
+                        "{ctx}: backend `{}` ({be_addr}) is on none of balancer `{}`'s segments ({}); MAC forwarding needs one layer-2 segment",
+                        be.name,
+                        b.name,
+                        listed.join(", ")
+                    ),
+                    reference,
+                );
+                for (interface, _, span) in nets {
+                    diagnostic.notes.push((
+                        format!("the balancer's address on `{interface}` is here"),
+                        span,
+                    ));
+                }
+            } else {
                 self.v
                     .error(
                         format!(

@@ -141,13 +141,34 @@ impl ClusterPass<'_, '_> {
             let Some(v) = &self.balancers[a].vrrp else {
                 continue;
             };
+            // keepalived warns of an instance without an address ("No VIP
+            // specified"), and routed addresses are held on lo, not by VRRP.
+            let served = &self.served.balancers[a];
+            if !served.is_empty() && served.iter().all(|&c| self.served.clusters[c].3) {
+                self.v
+                    .error(
+                        format!(
+                            "balancer `{}`: every cluster it serves is routed, so its VRRP instance would hold no address",
+                            self.balancers[a].name
+                        ),
+                        v.span,
+                    )
+                    .help = Some(
+                    "remove `vrrp`: dsrgen-vips then holds the routed addresses on lo, and the routers choose the director"
+                        .to_owned(),
+                );
+            }
             let first = u16::from(v.value.router_id);
             let mut count = 1;
             if v.value.active_active {
                 let mut pair = self.vrrp_peers_of(a);
                 pair.push(a);
                 let mut orders: Vec<Vec<usize>> = Vec::new();
-                for &c in &self.served.balancers[a] {
+                // Routed addresses are held on lo, in no instance.
+                for &c in self.served.balancers[a]
+                    .iter()
+                    .filter(|&&c| !self.served.clusters[c].3)
+                {
                     let order: Vec<usize> = self.served.orders[c]
                         .iter()
                         .copied()

@@ -241,6 +241,32 @@ fn invalid_fixtures_cover_every_rule() {
         ),
         ("hysteresis without quorum", "`hysteresis` dampens `quorum`"),
         ("quoted number", "found string `80`"),
+        (
+            "interface and interfaces",
+            "`interface` and `interfaces` cannot both be given",
+        ),
+        ("empty interfaces", "`interfaces` is empty"),
+        (
+            "an interface listed twice",
+            "is listed twice in `interfaces`",
+        ),
+        (
+            "overlapping segments",
+            "each segment needs a subnet of its own",
+        ),
+        (
+            "a backend on none of a balancer's segments",
+            "is on none of balancer `lb1`'s segments (198.51.100.0/24 on `eth0`, 203.0.113.0/24 on `eth1`)",
+        ),
+        (
+            "routed on an engine that cannot hold it",
+            "so it cannot hold a routed one on its loopback",
+        ),
+        (
+            "VRRP with routed addresses only",
+            "so its VRRP instance would hold no address",
+        ),
+        ("routed not a boolean", "`routed` must be `true` or `false`"),
         ("YAML 1.1 boolean", "unknown engine `yes`"),
     ];
     let goldens: String = std::fs::read_dir(crate::support::root().join("golden/check/invalid"))

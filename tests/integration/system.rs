@@ -450,7 +450,7 @@ fn generated_units_verify() {
 }
 
 /// A fixture built into a temporary folder, and the balancer files of one
-/// kind in it with the interface each balancer names.
+/// kind in it with the interfaces each balancer names (blank-separated).
 struct BalancerFiles {
     fixture: String,
     files: Vec<(String, PathBuf)>,
@@ -479,8 +479,10 @@ fn balancer_files(suffix: &str) -> Vec<BalancerFiles> {
                 .balancers
                 .iter()
                 .map(|(name, b)| {
+                    let interfaces: Vec<String> =
+                        b.segments.iter().map(|s| s.interface.to_string()).collect();
                     (
-                        b.interface.to_string(),
+                        interfaces.join(" "),
                         out.join(format!("hosts/{name}/{suffix}")),
                     )
                 })
@@ -508,7 +510,7 @@ fn keepalived_accepts_every_generated_configuration() {
         "only {} keepalived.conf files",
         files.len()
     );
-    for (fixture, interface, file) in files {
+    for (fixture, interfaces, file) in files {
         // A missing or empty file also gives rc 0.
         let size = std::fs::metadata(file).expect("stat").len();
         assert!(size > 0, "{}: empty", file.display());
@@ -518,7 +520,7 @@ fn keepalived_accepts_every_generated_configuration() {
         // /etc/keepalived: the fixtures keep such files there.
         let run = in_namespace(
             &format!(
-                r#"ip link add {interface} type veth peer name peer0
+                r#"for i in {interfaces}; do ip link add "$i" type veth peer name "p-$i"; done
                  mount -t tmpfs -o mode=0755 tmpfs /etc/keepalived
                  sed -n 's/^ *include //p' {f} | while read -r p; do
                      case $p in /etc/keepalived/*) ;; *) echo "include outside /etc/keepalived: $p"; exit 3 ;; esac
@@ -530,7 +532,7 @@ fn keepalived_accepts_every_generated_configuration() {
                      chmod 755 "$p"
                  done
                  awk '/track_interface {{/ {{ t = 1; next }} t && /}}/ {{ t = 0 }} t {{ print $1 }}' {f} | while read -r i; do
-                     ip link add "$i" type veth peer name "p-$i"
+                     ip link show "$i" >/dev/null 2>&1 || ip link add "$i" type veth peer name "p-$i"
                  done
                  keepalived -t -f {f}"#,
                 f = file.display()
@@ -559,13 +561,13 @@ fn nft_accepts_every_generated_ruleset_and_reloads_it_atomically() {
     let built = balancer_files("etc/nftables.d/dsrgen.nft");
     let files = BalancerFiles::flat(&built);
     assert!(files.len() >= 3, "only {} nftables files", files.len());
-    for (fixture, interface, file) in files {
+    for (fixture, interfaces, file) in files {
         let f = file.display();
         // Check, load, and load again over the loaded table: one transaction
         // that replaces it.
         let run = in_namespace(
             &format!(
-                "ip link add {interface} type veth peer name peer0
+                "for i in {interfaces}; do ip link add \"$i\" type veth peer name \"p-$i\"; done
                  nft -c -f {f}
                  nft -f {f}
                  nft -f {f}

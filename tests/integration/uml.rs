@@ -292,3 +292,14 @@ fn ipvsadm_applies_by_reconciling_without_refusing_connections() {
         "ipvsadm -Sn after the applies:\n{saved}\ngenerated:\n{generated}"
     );
 }
+
+/// A director on two segments forwards each segment's cluster to that
+/// segment's backends, and a routed cluster address reaches the backends by
+/// DR while no host answers ARP for it.
+#[test]
+fn a_director_on_two_segments_and_a_routed_address() {
+    run(
+        "segments",
+        &[("tests/uml/fixtures/segments.yaml", "segments")],
+    );
+}
