@@ -203,7 +203,9 @@ fn an_empty_table_gets_every_service_and_the_record_names_them() {
     assert_eq!(
         String::from_utf8_lossy(&run.stdout)
             .lines()
-            .map(|line| line.strip_prefix("dsrgen-ipvsadm: ipvsadm ").unwrap_or(line))
+            .map(|line| line
+                .strip_prefix("dsrgen-ipvsadm: ipvsadm ")
+                .unwrap_or(line))
             .collect::<Vec<_>>(),
         lab.calls()[2..9],
         "{}",
@@ -430,7 +432,10 @@ fn a_batch_that_stops_half_way_is_finished_one_command_at_a_time() {
     let lab = Lab::new(live, RULES);
     std::fs::create_dir_all(lab.dir.join("run")).expect("mkdir");
     lab.write("run/owned", "-t 198.51.100.181:80\n-t 198.51.100.181:443\n");
-    lab.write("stop", "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1\n");
+    lab.write(
+        "stop",
+        "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1\n",
+    );
     let run = lab.run("apply");
     assert_eq!(code(&run), 1, "{}", transcript(&run));
     assert_eq!(
@@ -545,10 +550,7 @@ fn status_changes_nothing_and_down_deletes_only_what_is_recorded() {
     assert_eq!(lab.record().as_deref(), Some("-t 198.51.100.181:80\n"));
     let down = lab.run("down");
     assert_eq!(code(&down), 0, "{}", transcript(&down));
-    assert_eq!(
-        lab.calls(),
-        ["-Sn", "-R", "-D -t 198.51.100.181:80", "-Sn"]
-    );
+    assert_eq!(lab.calls(), ["-Sn", "-R", "-D -t 198.51.100.181:80", "-Sn"]);
     assert_eq!(lab.record().as_deref(), Some(""));
 }
 
