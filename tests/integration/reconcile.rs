@@ -11,24 +11,78 @@ use std::process::{Command, Output};
 
 use crate::support::{TempDir, Test};
 
-/// A fake ipvsadm: `-Sn` prints `table` (and exits with `save-rc`, 0 if
-/// absent); any call whose arguments are a line of `fail` exits 1; every
-/// call is logged, one line each, to `log`; the first `-A` copies the record
-/// as it is then to `record-at-first-add`.
+/// A fake ipvsadm that keeps its table in the file `table`: `-Sn` prints it
+/// (and exits with `save-rc`, 0 if absent), and `-A -E -D -a -e -d` change
+/// it (the service and real server they name, found by endpoint; not
+/// checked for being there). `-R` runs its stdin one command a line, as
+/// ipvsadm 1.31 does: past a command that fails, and exiting with the status
+/// of the last line. Any command that is a line of `fail` exits 1 and
+/// changes nothing; one that is a line of `stop` exits 2 on the spot, `-R`
+/// included (ipvsadm's parse errors). After `-R`, `save-rc-after-R` becomes
+/// `save-rc`. Every call is logged, one line each,
+/// to `log`, and `-R` logs each line it reads after its own; the first `-A`
+/// copies the record as it is then to `record-at-first-add`.
 const FAKE: &str = r#"#!/bin/sh
 here=$(dirname "$0")/..
-echo "$*" >>"$here/log"
-if [ "$1" = -A ] && [ ! -e "$here/record-at-first-add" ]; then
-	cat "$DSRGEN_IPVSADM_RECORD" >"$here/record-at-first-add" 2>&1
-fi
-if [ "$1" = -Sn ]; then
+set -f
+# shellcheck disable=SC2016
+APPLY='
+function key(line,    n, w, i, k, six, real) {
+	n = split(line, w, / +/)
+	k = ""; six = ""; real = ""
+	for (i = 2; i <= n; i++) {
+		if (w[i] == "-t" || w[i] == "-u" || w[i] == "--sctp-service" || w[i] == "-f") k = w[i] " " w[i + 1]
+		else if (w[i] == "-6") six = " -6"
+		else if (w[i] == "-r") real = " -r " w[i + 1]
+	}
+	service = k six
+	return k six real
+}
+BEGIN { kind = substr(cmd, 1, 2); rest = substr(cmd, 4); wanted = key(cmd); of = service }
+{ mine = key($0) }
+kind == "-E" && $1 == "-A" && mine == wanted { print "-A " rest; next }
+kind == "-D" && service == of { next }
+kind == "-e" && $1 == "-a" && mine == wanted { print "-a " rest; next }
+kind == "-d" && $1 == "-a" && mine == wanted { next }
+{ print }
+END { if (kind == "-A" || kind == "-a") print cmd }
+'
+one() {
+	echo "$*" >>"$here/log"
+	if [ "$1" = -A ] && [ ! -e "$here/record-at-first-add" ]; then
+		cat "$DSRGEN_IPVSADM_RECORD" >"$here/record-at-first-add" 2>&1
+	fi
+	if [ -f "$here/stop" ] && grep -qxF -e "$*" "$here/stop"; then
+		echo "ipvsadm: fake parse error" >&2
+		exit 2
+	fi
+	if [ -f "$here/fail" ] && grep -qxF -e "$*" "$here/fail"; then
+		echo "ipvsadm: fake failure" >&2
+		return 1
+	fi
+	awk -v cmd="$*" "$APPLY" "$here/table" >"$here/table.new" &&
+		mv "$here/table.new" "$here/table"
+}
+case $1 in
+-Sn)
+	echo -Sn >>"$here/log"
 	cat "$here/table"
 	exit "$(cat "$here/save-rc" 2>/dev/null || echo 0)"
-fi
-if [ -f "$here/fail" ] && grep -qxF -e "$*" "$here/fail"; then
-	echo "ipvsadm: fake failure" >&2
-	exit 1
-fi
+	;;
+-R)
+	echo -R >>"$here/log"
+	rc=0
+	while read -r line; do
+		[ -n "$line" ] || continue
+		# shellcheck disable=SC2086
+		one $line
+		rc=$?
+	done
+	[ ! -f "$here/save-rc-after-R" ] || cp "$here/save-rc-after-R" "$here/save-rc"
+	exit "$rc"
+	;;
+esac
+one "$@"
 "#;
 
 struct Lab {
@@ -134,6 +188,7 @@ fn an_empty_table_gets_every_service_and_the_record_names_them() {
         lab.calls(),
         [
             "-Sn",
+            "-R",
             "-A -t 198.51.100.181:80 -s sh -p 300 -b sh-port",
             "-a -t 198.51.100.181:80 -r 198.51.100.11:80 -g -w 1",
             "-a -t 198.51.100.181:80 -r 198.51.100.12:80 -g -w 3",
@@ -141,7 +196,20 @@ fn an_empty_table_gets_every_service_and_the_record_names_them() {
             "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1",
             "-A -f 65616 -6 -s mh -b mh-fallback,mh-port",
             "-a -f 65616 -6 -r [2001:db8::12]:0 -g -w 0",
+            "-Sn",
         ]
+    );
+    // Each command is printed, in the order it runs.
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout)
+            .lines()
+            .map(|line| line
+                .strip_prefix("dsrgen-ipvsadm: ipvsadm ")
+                .unwrap_or(line))
+            .collect::<Vec<_>>(),
+        lab.calls()[2..9],
+        "{}",
+        transcript(&run)
     );
     assert_eq!(
         lab.record().as_deref(),
@@ -212,11 +280,13 @@ fn what_differs_is_edited_in_place() {
         lab.calls(),
         [
             "-Sn",
+            "-R",
             "-E -t 198.51.100.181:80 -s sh -p 300 -b sh-port",
             "-e -t 198.51.100.181:80 -r 198.51.100.11:80 -g -w 1",
             "-e -t 198.51.100.181:80 -r 198.51.100.12:80 -g -w 3",
             "-E -u [2001:db8::181]:53 -s rr",
             "-E -f 65616 -6 -s mh -b mh-fallback,mh-port",
+            "-Sn",
         ]
     );
 }
@@ -255,9 +325,11 @@ fn what_went_is_deleted_and_what_is_not_ours_is_left_alone() {
         lab.calls(),
         [
             "-Sn",
+            "-R",
             "-d -t 198.51.100.181:80 -r 198.51.100.13:80",
             "-D -t 198.51.100.181:443",
             "-D -f 7 -6",
+            "-Sn",
         ]
     );
     assert_eq!(
@@ -266,8 +338,11 @@ fn what_went_is_deleted_and_what_is_not_ours_is_left_alone() {
     );
 }
 
-/// A deletion that fails keeps its service in the record (the next apply
-/// tries again) and the apply exits 1; the other commands still run.
+/// A deletion that fails in the middle of the batch keeps its service in
+/// the record (the next apply tries again) and the apply exits 1, though
+/// `ipvsadm -R` exits 0 (its last line succeeded): the table read again
+/// shows the service, whose deletion is tried once more on its own. The
+/// other commands still run.
 #[test]
 fn a_failed_deletion_stays_recorded() {
     let live = "\
@@ -287,10 +362,132 @@ fn a_failed_deletion_stays_recorded() {
         lab.calls(),
         [
             "-Sn",
+            "-R",
             "-A -t 198.51.100.181:80 -s rr",
             "-D -t 198.51.100.181:443",
             "-D -t 198.51.100.181:8080",
+            "-Sn",
+            "-D -t 198.51.100.181:443",
         ]
+    );
+    assert_eq!(
+        lab.record().as_deref(),
+        Some("-t 198.51.100.181:80\n-t 198.51.100.181:443\n")
+    );
+}
+
+/// An add that fails in the middle of the batch: ipvsadm goes on with the
+/// next lines and exits 0; the table read again lacks the real server, which
+/// is added once more on its own, fails again, and the apply exits 1. The
+/// record names every listed service all the same.
+#[test]
+fn an_add_that_fails_mid_batch_is_tried_again_and_the_apply_fails() {
+    let lab = Lab::new("", RULES);
+    lab.write(
+        "fail",
+        "-a -t 198.51.100.181:80 -r 198.51.100.12:80 -g -w 3\n",
+    );
+    let run = lab.run("apply");
+    assert_eq!(code(&run), 1, "{}", transcript(&run));
+    assert_eq!(
+        lab.calls(),
+        [
+            "-Sn",
+            "-R",
+            "-A -t 198.51.100.181:80 -s sh -p 300 -b sh-port",
+            "-a -t 198.51.100.181:80 -r 198.51.100.11:80 -g -w 1",
+            "-a -t 198.51.100.181:80 -r 198.51.100.12:80 -g -w 3",
+            "-A -u [2001:db8::181]:53 -s rr",
+            "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1",
+            "-A -f 65616 -6 -s mh -b mh-fallback,mh-port",
+            "-a -f 65616 -6 -r [2001:db8::12]:0 -g -w 0",
+            "-Sn",
+            "-a -t 198.51.100.181:80 -r 198.51.100.12:80 -g -w 3",
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("not in place after ipvsadm -R"),
+        "{}",
+        transcript(&run)
+    );
+    assert_eq!(
+        lab.record().as_deref(),
+        Some("-t 198.51.100.181:80\n-u [2001:db8::181]:53\n-f 65616 -6\n")
+    );
+}
+
+/// A line `ipvsadm -R` cannot parse ends the batch there (exit 2). The
+/// table read again shows what did not run: each runs on its own, the
+/// unparsable one fails again, and the rest go in, the deletion of a
+/// recorded service that went included (it leaves the record).
+#[test]
+fn a_batch_that_stops_half_way_is_finished_one_command_at_a_time() {
+    let live = "\
+-A -t 198.51.100.181:80 -s sh -p 300 -b sh-port
+-a -t 198.51.100.181:80 -r 198.51.100.11:80 -g -w 1
+-a -t 198.51.100.181:80 -r 198.51.100.12:80 -g -w 3
+-A -t 198.51.100.181:443 -s wlc
+";
+    let lab = Lab::new(live, RULES);
+    std::fs::create_dir_all(lab.dir.join("run")).expect("mkdir");
+    lab.write("run/owned", "-t 198.51.100.181:80\n-t 198.51.100.181:443\n");
+    lab.write(
+        "stop",
+        "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1\n",
+    );
+    let run = lab.run("apply");
+    assert_eq!(code(&run), 1, "{}", transcript(&run));
+    assert_eq!(
+        lab.calls(),
+        [
+            "-Sn",
+            "-R",
+            "-A -u [2001:db8::181]:53 -s rr",
+            "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1",
+            "-Sn",
+            "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1",
+            "-A -f 65616 -6 -s mh -b mh-fallback,mh-port",
+            "-a -f 65616 -6 -r [2001:db8::12]:0 -g -w 0",
+            "-D -t 198.51.100.181:443",
+        ]
+    );
+    assert_eq!(
+        lab.record().as_deref(),
+        Some("-t 198.51.100.181:80\n-u [2001:db8::181]:53\n-f 65616 -6\n")
+    );
+    // The next apply finds only the real server that never went in.
+    std::fs::remove_file(lab.dir.join("stop")).expect("rm");
+    let again = lab.run("apply");
+    assert_eq!(code(&again), 0, "{}", transcript(&again));
+    assert_eq!(
+        lab.calls(),
+        [
+            "-Sn",
+            "-R",
+            "-a -u [2001:db8::181]:53 -r [2001:db8::11]:53 -g -w 1",
+            "-Sn",
+        ]
+    );
+}
+
+/// When the table cannot be read after the batch, nothing shows what was
+/// deleted: the apply exits 1 and every recorded service stays recorded.
+#[test]
+fn a_table_unreadable_after_the_batch_forgets_nothing() {
+    let live = "\
+-A -t 198.51.100.181:80 -s rr
+-A -t 198.51.100.181:443 -s wlc
+";
+    let lab = Lab::new(live, "-A -t 198.51.100.181:80 -s rr\n");
+    std::fs::create_dir_all(lab.dir.join("run")).expect("mkdir");
+    lab.write("run/owned", "-t 198.51.100.181:80\n-t 198.51.100.181:443\n");
+    lab.write("save-rc-after-R", "1");
+    let run = lab.run("apply");
+    assert_eq!(code(&run), 1, "{}", transcript(&run));
+    assert_eq!(
+        lab.calls(),
+        ["-Sn", "-R", "-D -t 198.51.100.181:443", "-Sn"]
     );
     assert_eq!(
         lab.record().as_deref(),
@@ -353,7 +550,7 @@ fn status_changes_nothing_and_down_deletes_only_what_is_recorded() {
     assert_eq!(lab.record().as_deref(), Some("-t 198.51.100.181:80\n"));
     let down = lab.run("down");
     assert_eq!(code(&down), 0, "{}", transcript(&down));
-    assert_eq!(lab.calls(), ["-Sn", "-D -t 198.51.100.181:80"]);
+    assert_eq!(lab.calls(), ["-Sn", "-R", "-D -t 198.51.100.181:80", "-Sn"]);
     assert_eq!(lab.record().as_deref(), Some(""));
 }
 

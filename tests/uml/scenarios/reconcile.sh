@@ -12,7 +12,11 @@
 #     (`ipvsadm-restore`, a flush then a load) they are;
 #   - a service made by hand survives every apply (and not the flush);
 #   - port 8080, gone from B, is gone from the table;
-#   - a real server switched to masquerading by hand is put back to -g.
+#   - a real server switched to masquerading by hand is put back to -g;
+#   - what the apply relies on in `ipvsadm -R` (its batch): no flush, a line
+#     the kernel refuses does not stop the lines after it and shows only on
+#     stderr (the exit status is the last line's), an illegal value stops
+#     the batch there with exit 2.
 # Leaves in SCRATCH: `saved` (ipvsadm -Sn after the last apply of B), `churn`
 # (the connection counts of both loops).
 set -eu
@@ -29,6 +33,37 @@ say "namespaces ready"
 ip netns exec lb1 ipvsadm -A -t 198.51.100.190:7 -s rr
 ip netns exec lb1 ipvsadm -a -t 198.51.100.190:7 -r 198.51.100.11:7 -g -w 1
 
+# ipvsadm -R on this kernel: RESTORE LINES... feeds the lines to one
+# `ipvsadm -R` on lb1 and says its exit status and stderr.
+restore() {
+	if printf '%s\n' "$@" | ip netns exec lb1 ipvsadm -R 2>"$WORK/restore.err"; then
+		status=0
+	else
+		status=$?
+	fi
+	echo "ipvsadm -R exit $status, stderr: $(tr '\n' ' ' <"$WORK/restore.err")"
+}
+# A real server for a service that does not exist, between two adds.
+rc=$(restore "-A -t 198.51.100.191:80 -s rr" \
+	"-a -t 198.51.100.199:80 -r 198.51.100.11:80 -g -w 1" \
+	"-A -t 198.51.100.192:80 -s rr")
+echo "$rc"
+case $rc in "ipvsadm -R exit 0, stderr: "*"Service not defined"*) ;; *) fail "-R with a refused line in the middle: $rc" ;; esac
+ip netns exec lb1 ipvsadm -Ln -t 198.51.100.192:80 >/dev/null || fail "-R stopped at the refused line"
+# An illegal weight, between two adds.
+rc=$(restore "-A -t 198.51.100.193:80 -s rr" \
+	"-a -t 198.51.100.193:80 -r 198.51.100.11:80 -g -w heavy" \
+	"-A -t 198.51.100.194:80 -s rr")
+echo "$rc"
+case $rc in "ipvsadm -R exit 2, "*) ;; *) fail "-R with an illegal weight: $rc" ;; esac
+ip netns exec lb1 ipvsadm -Ln -t 198.51.100.193:80 >/dev/null || fail "-R did not run the line before the illegal one"
+ip netns exec lb1 ipvsadm -Ln -t 198.51.100.194:80 >/dev/null 2>&1 && fail "-R went on past an illegal weight"
+ip netns exec lb1 ipvsadm -Ln -t 198.51.100.190:7 | grep -q 198.51.100.11:7 || fail "-R flushed the table"
+for port in 191 192 193; do
+	ip netns exec lb1 ipvsadm -D -t 198.51.100.$port:80
+done
+say "ipvsadm -R: no flush, goes on past a refused line (exit of the last), stops at an illegal value (exit 2)"
+
 apply "$A" lb1 usr/local/sbin/dsrgen-vips
 apply "$A" lb1 etc/ipvsadm.rules
 echo "owned after the first apply:"
@@ -44,11 +79,16 @@ say "backends ready"
 RELOAD=$(reload_of "$A" lb1 etc/ipvsadm.rules)
 [ "$RELOAD" = "/usr/local/sbin/dsrgen-ipvsadm apply" ] || fail "the manifest reloads ipvsadm.rules with: $RELOAD"
 
-# Every ipvsadm command the apply runs, through a shim first on its PATH.
+# Every ipvsadm command the apply runs, through a shim first on its PATH;
+# the lines -R reads are logged after it.
 mkdir -p "$WORK/shim"
 cat >"$WORK/shim/ipvsadm" <<SHIM
 #!/bin/sh
 echo "\$*" >>"$WORK/ipvsadm-calls"
+if [ "\$1" = -R ]; then
+	tee -a "$WORK/ipvsadm-calls" | $(command -v ipvsadm) "\$@"
+	exit
+fi
 exec $(command -v ipvsadm) "\$@"
 SHIM
 chmod +x "$WORK/shim/ipvsadm"
@@ -131,7 +171,9 @@ ip netns exec lb1 ipvsadm -e -t $VIP:443 -r 198.51.100.11:443 -m -w 1
 traced "$B"
 echo "ipvsadm calls: $(tr '\n' ';' <"$WORK/ipvsadm-calls")"
 [ "$(cat "$WORK/ipvsadm-calls")" = "-Sn
--e -t $VIP:443 -r 198.51.100.11:443 -g -w 1" ] || fail "the forwarding method was not put back with one -e"
+-R
+-e -t $VIP:443 -r 198.51.100.11:443 -g -w 1
+-Sn" ] || fail "the forwarding method was not put back with one -e in one -R"
 ip netns exec lb1 ipvsadm -Sn >"$SCRATCH/saved"
 echo "ipvsadm -Sn after the last apply of B:"
 cat "$SCRATCH/saved"
