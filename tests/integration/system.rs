@@ -640,7 +640,10 @@ fn nftables_director_on_two_segments_works_end_to_end() {
     }
     let out = built("tests/e2e/segments.yaml");
     let stdout = end_to_end("segments.sh", &[out.path()]);
-    assert!(stdout.contains("served by web1 web3 ;"), "{stdout}");
+    assert!(
+        stdout.contains("cluster mixed (203.0.113.182): flows per backend: web1 "),
+        "{stdout}"
+    );
 }
 
 /// Issue 17 in the lab, `tests/e2e/maglev.sh`: eight backends, thousands of
