@@ -29,6 +29,7 @@ MIXED=203.0.113.182
 WWW6=2001:db8:a::181
 EDGE=192.0.2.10
 LB_MAC_A=02:00:00:00:0a:02
+LB_MAC_B=02:00:00:00:0b:02
 WORK=$(mktemp -d)
 NFT=$OUT/hosts/lb/etc/nftables.d/dsrgen.nft
 
@@ -57,7 +58,7 @@ leg() {
 leg br0 client eth0 198.51.100.100/24 02:00:00:00:0a:99 2001:db8:a::100/64
 leg br1 client eth1 203.0.113.100/24 02:00:00:00:0b:99 2001:db8:b::100/64
 leg br0 lb eth0 198.51.100.2/24 $LB_MAC_A 2001:db8:a::2/64
-leg br1 lb eth1 203.0.113.2/24 02:00:00:00:0b:02 2001:db8:b::2/64
+leg br1 lb eth1 203.0.113.2/24 $LB_MAC_B 2001:db8:b::2/64
 leg br0 web1 eth0 198.51.100.11/24 02:00:00:00:0a:11 2001:db8:a::11/64
 leg br0 web2 eth0 198.51.100.12/24 02:00:00:00:0a:12
 leg br1 web3 eth0 203.0.113.13/24 02:00:00:00:0b:13 2001:db8:b::13/64
@@ -166,6 +167,10 @@ requests www $WWW 41001
 requests api $API 41101
 [ "$served" = "web3 web4 " ] || fail "api was not served by web3 and web4 alone: $served"
 { [ "$(frames api B)" -gt 0 ] && [ "$(frames api A)" -eq 0 ]; } || fail "lb's frames for api did not leave by eth1 alone"
+
+# The client reached each by lb's MAC on its segment.
+ip -n client neigh show $WWW | grep -q "lladdr $LB_MAC_A" || fail "the client's neighbour entry for $WWW is not lb's eth0"
+ip -n client neigh show $API | grep -q "lladdr $LB_MAC_B" || fail "the client's neighbour entry for $API is not lb's eth1"
 
 # 2. A cluster with a backend on each segment: both, by both interfaces.
 requests mixed $MIXED 41201
