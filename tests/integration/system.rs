@@ -627,6 +627,25 @@ fn direct_server_return_works_end_to_end() {
     end_to_end("dsr.sh", &[out.path()]);
 }
 
+/// An nftables director on two segments, `tests/e2e/segments.sh`: each
+/// cluster's frames leave by its backends' segment (both segments for a
+/// cluster with a backend on each), a routed address is served by DR and
+/// answered for by ARP nowhere, and with the per-segment sets of backends
+/// swapped (negative control) nothing is answered.
+#[test]
+fn nftables_director_on_two_segments_works_end_to_end() {
+    let tools = ["unshare", "ip", "nft", "arping", "curl", "/usr/bin/python3"];
+    if !can_run("segments end to end", &tools) {
+        return;
+    }
+    let out = built("tests/e2e/segments.yaml");
+    let stdout = end_to_end("segments.sh", &[out.path()]);
+    assert!(
+        stdout.contains("cluster mixed (203.0.113.182): flows per backend: web1 "),
+        "{stdout}"
+    );
+}
+
 /// Issue 17 in the lab, `tests/e2e/maglev.sh`: eight backends, thousands of
 /// flows; shares follow weights, removing web5 moves web5's flows only, ICMP
 /// "fragmentation needed" reaches the flow's backend, persistence keeps a
